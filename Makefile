@@ -1,0 +1,60 @@
+# sockstream: the two commands are `make run` and `make test`.
+SHELL := /bin/bash
+GO    ?= go
+ADDR  ?= :3000
+
+CLIENT_JS := cmd/chat/web/socket.io.min.js
+
+.PHONY: run test deps deps-redis deps-node fmt-check vet gotest build clean
+
+## run: the chat demo on $(ADDR), one node, in-memory adapter.
+run: $(CLIENT_JS)
+	$(GO) run ./cmd/chat -addr $(ADDR)
+
+## test: install what is missing, then gofmt, go vet and every test with -race.
+test: deps fmt-check vet gotest
+
+build:
+	$(GO) build ./...
+
+deps: deps-redis deps-node
+
+# redis-server and redis-cli: the tests start their own servers on free ports.
+deps-redis:
+	@if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then \
+		if [ "$$(id -u)" != 0 ]; then echo "redis-server is missing: run 'apt-get install redis-server' as root, or 'make test' as root"; exit 1; fi; \
+		echo "installing redis-server"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	fi
+
+# Node and the official Socket.IO client + Node reference server, from the lockfile.
+deps-node:
+	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+		if [ "$$(id -u)" != 0 ]; then echo "node and npm are missing: run 'apt-get install nodejs npm' as root"; exit 1; fi; \
+		echo "installing nodejs and npm"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+	fi
+	@$(MAKE) --no-print-directory $(NPM_STAMP)
+
+# npm ci again whenever the lockfile changes.
+NPM_STAMP := testdata/node_modules/.sockstream-installed
+$(NPM_STAMP): testdata/package-lock.json
+	cd testdata && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(CLIENT_JS): testdata/package-lock.json
+	@$(MAKE) --no-print-directory deps-node
+	cp testdata/node_modules/socket.io-client/dist/socket.io.min.js $@
+
+fmt-check:
+	@out="$$(find . -name '*.go' -not -path './testdata/node_modules/*' -not -path './.git/*' -print0 | xargs -0 gofmt -l)"; \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+gotest:
+	$(GO) test -race -count=1 -timeout 12m ./...
+
+clean:
+	rm -f $(CLIENT_JS)

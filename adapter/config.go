@@ -1,0 +1,95 @@
+package adapter
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/zishang520/socket.io/servers/socket/v3"
+)
+
+// Default values of Config, used for zero fields.
+const (
+	DefaultHeartbeatInterval = 5 * time.Second
+	DefaultHeartbeatTimeout  = 10 * time.Second
+	DefaultRequestTimeout    = 5 * time.Second
+)
+
+// Config configures the cluster adapter (it is not called Options because
+// that name is the wire type of broadcast options). The zero value is valid:
+// every zero field takes its default.
+type Config struct {
+	// HeartbeatInterval is the period of the HEARTBEAT messages each namespace
+	// adapter publishes (over pub/sub). Default 5s, as Node.
+	HeartbeatInterval time.Duration
+
+	// HeartbeatTimeout is how long a peer that once sent a heartbeat may stay
+	// silent before it is declared dead. It must exceed HeartbeatInterval.
+	// Default 10s, as Node.
+	HeartbeatTimeout time.Duration
+
+	// RequestTimeout bounds fetchSockets (unless the operator sets its own
+	// Timeout) and serverSideEmit-with-ack requests, and the wait for pending
+	// publications at Close. Default 5s, as Node.
+	RequestTimeout time.Duration
+
+	// Logger receives warnings (malformed peer messages, publish errors) and
+	// debug lines. Default slog.Default().
+	Logger *slog.Logger
+
+	// Registerer receives the adapter's metrics (see metrics.go). Nil means
+	// the metrics are kept but registered nowhere; the global registry is
+	// never used implicitly.
+	Registerer prometheus.Registerer
+
+	// Sessions, when set, persists and restores the sessions of connection
+	// state recovery (PersistSession / RestoreSession of socket.Adapter).
+	// Nil means what Node's ClusterAdapter does: nothing is persisted and
+	// no session is ever restored (the offsets are still appended to
+	// packets when recovery is enabled).
+	Sessions SessionStore
+}
+
+// SessionStore is the seam through which a recovery implementation plugs into
+// the adapter. Both methods are called from socket.io goroutines and must be
+// safe for concurrent use.
+type SessionStore interface {
+	// PersistSession stores the session of a socket of namespace nsp that
+	// disconnected for a recoverable reason.
+	PersistSession(nsp string, session *socket.SessionToPersist)
+	// RestoreSession returns the session and the packets missed after
+	// offset, or (nil, nil) when it cannot be restored.
+	RestoreSession(nsp string, pid socket.PrivateSessionId, offset string) (*socket.Session, error)
+}
+
+// withDefaults validates o and fills its zero fields.
+func (o Config) withDefaults() (Config, error) {
+	if o.HeartbeatInterval < 0 {
+		return o, &ConfigError{Field: "HeartbeatInterval", Reason: "must not be negative"}
+	}
+	if o.HeartbeatTimeout < 0 {
+		return o, &ConfigError{Field: "HeartbeatTimeout", Reason: "must not be negative"}
+	}
+	if o.RequestTimeout < 0 {
+		return o, &ConfigError{Field: "RequestTimeout", Reason: "must not be negative"}
+	}
+	if o.HeartbeatInterval == 0 {
+		o.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if o.HeartbeatTimeout == 0 {
+		o.HeartbeatTimeout = DefaultHeartbeatTimeout
+		if o.HeartbeatTimeout <= o.HeartbeatInterval {
+			o.HeartbeatTimeout = 2 * o.HeartbeatInterval
+		}
+	}
+	if o.HeartbeatTimeout <= o.HeartbeatInterval {
+		return o, &ConfigError{Field: "HeartbeatTimeout", Reason: "must exceed HeartbeatInterval (" + o.HeartbeatInterval.String() + ")"}
+	}
+	if o.RequestTimeout == 0 {
+		o.RequestTimeout = DefaultRequestTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o, nil
+}

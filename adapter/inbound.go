@@ -1,0 +1,250 @@
+package adapter
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/zishang520/socket.io/servers/socket/v3"
+)
+
+// onMessage is the Transport handler (called on the transport's reader
+// goroutine). It validates the message, keeps the peer table and the
+// requests up to date, and queues the rest for the inbound workers, so it
+// never blocks on socket.io or on user code.
+func (a *NamespaceAdapter) onMessage(msg *Message) {
+	if msg == nil {
+		a.malformed(nil, "nil_message")
+		return
+	}
+	if msg.UID == a.uid || msg.Nsp != a.name {
+		return
+	}
+	if msg.UID == "" {
+		a.malformed(msg, "missing_uid")
+		return
+	}
+	if reason := validate(msg); reason != "" {
+		a.malformed(msg, reason)
+		return
+	}
+	a.touch(msg.UID, msg.Type)
+	switch msg.Type {
+	case InitialHeartbeat:
+		// Let the newcomer learn about us without waiting a full interval.
+		a.push(&outItem{msg: a.message(Heartbeat, nil)})
+	case Heartbeat:
+	case AdapterClose:
+		a.peerGone(msg.UID, "close")
+	case Broadcast, SocketsJoin, SocketsLeave, DisconnectSockets, FetchSockets:
+		a.inbound.push(msg)
+	case ServerSideEmit:
+		a.sse.push(msg)
+	case FetchSocketsResponse, ServerSideEmitResponse, BroadcastClientCount, BroadcastAck:
+		a.onResponse(msg)
+	}
+}
+
+// validate returns why msg cannot be used, or "".
+func validate(msg *Message) string {
+	switch msg.Type {
+	case InitialHeartbeat, Heartbeat, AdapterClose:
+		return ""
+	case Broadcast:
+		if d, ok := msg.Data.(*BroadcastData); !ok || d == nil {
+			return "bad_data"
+		}
+	case SocketsJoin, SocketsLeave:
+		if d, ok := msg.Data.(*SocketsJoinLeaveData); !ok || d == nil {
+			return "bad_data"
+		}
+	case DisconnectSockets:
+		if d, ok := msg.Data.(*DisconnectSocketsData); !ok || d == nil {
+			return "bad_data"
+		}
+	case FetchSockets:
+		d, ok := msg.Data.(*FetchSocketsData)
+		if !ok || d == nil {
+			return "bad_data"
+		}
+		if d.RequestID == "" {
+			return "missing_request_id"
+		}
+	case ServerSideEmit:
+		d, ok := msg.Data.(*ServerSideEmitData)
+		if !ok || d == nil {
+			return "bad_data"
+		}
+		if len(d.Packet) == 0 {
+			return "empty_packet"
+		}
+		if _, ok := d.Packet[0].(string); !ok {
+			return "bad_event_name"
+		}
+	case FetchSocketsResponse:
+		d, ok := msg.Data.(*FetchSocketsResponseData)
+		if !ok || d == nil {
+			return "bad_data"
+		}
+		if d.RequestID == "" {
+			return "missing_request_id"
+		}
+	case ServerSideEmitResponse, BroadcastAck:
+		d, ok := msg.Data.(*ResponsePacketData)
+		if !ok || d == nil {
+			return "bad_data"
+		}
+		if d.RequestID == "" {
+			return "missing_request_id"
+		}
+	case BroadcastClientCount:
+		d, ok := msg.Data.(*BroadcastClientCountData)
+		if !ok || d == nil {
+			return "bad_data"
+		}
+		if d.RequestID == "" {
+			return "missing_request_id"
+		}
+		if d.ClientCount < 0 {
+			return "negative_client_count"
+		}
+	default:
+		return "unknown_type"
+	}
+	return ""
+}
+
+func (a *NamespaceAdapter) malformed(msg *Message, reason string) {
+	a.m.malformed.WithLabelValues(reason).Inc()
+	if msg == nil {
+		a.warnLimited("dropping malformed cluster message", "reason", reason)
+		return
+	}
+	a.warnLimited("dropping malformed cluster message", "reason", reason,
+		"type", msg.Type.String(), "from", msg.UID, "data_type", typeName(msg.Data))
+}
+
+func typeName(v any) string { return fmt.Sprintf("%T", v) }
+
+// inboundLoop applies, in order, the messages that act on local sockets.
+func (a *NamespaceAdapter) inboundLoop() {
+	for {
+		msgs := a.inbound.take(0)
+		if len(msgs) == 0 {
+			select {
+			case <-a.inbound.signal:
+				continue
+			case <-a.ctx.Done():
+				return
+			}
+		}
+		for _, msg := range msgs {
+			if a.ctx.Err() != nil {
+				return
+			}
+			a.apply(msg)
+		}
+	}
+}
+
+func (a *NamespaceAdapter) apply(msg *Message) {
+	defer a.recoverPanic("applying " + msg.Type.String())
+	switch msg.Type {
+	case Broadcast:
+		d := msg.Data.(*BroadcastData)
+		packet, opts := fromWirePacket(d.Packet), fromWireOptions(d.Opts)
+		if d.RequestID == "" {
+			a.addOffset(packet, opts, msg.Offset)
+			a.Adapter.Broadcast(packet, opts)
+			a.m.broadcastsRecv.Inc()
+			return
+		}
+		from, id := msg.UID, d.RequestID
+		a.Adapter.BroadcastWithAck(packet, opts, func(n uint64) {
+			a.respond(from, BroadcastClientCount, &BroadcastClientCountData{RequestID: id, ClientCount: int(n)})
+		}, func(args []any, _ error) {
+			a.respond(from, BroadcastAck, &ResponsePacketData{RequestID: id, Packet: firstArg(args)})
+		})
+		a.m.broadcastsRecv.Inc()
+	case SocketsJoin:
+		d := msg.Data.(*SocketsJoinLeaveData)
+		a.Adapter.AddSockets(fromWireOptions(d.Opts), toRooms(d.Rooms))
+	case SocketsLeave:
+		d := msg.Data.(*SocketsJoinLeaveData)
+		a.Adapter.DelSockets(fromWireOptions(d.Opts), toRooms(d.Rooms))
+	case DisconnectSockets:
+		d := msg.Data.(*DisconnectSocketsData)
+		a.Adapter.DisconnectSockets(fromWireOptions(d.Opts), d.Close)
+	case FetchSockets:
+		d := msg.Data.(*FetchSocketsData)
+		opts := fromWireOptions(d.Opts)
+		opts.Flags.Local = true
+		var infos []SocketInfo
+		a.Adapter.FetchSockets(opts)(func(sockets []socket.SocketDetails, _ error) {
+			infos = make([]SocketInfo, 0, len(sockets))
+			for _, s := range sockets {
+				infos = append(infos, socketInfo(s))
+			}
+		})
+		if infos == nil {
+			infos = []SocketInfo{}
+		}
+		a.respond(msg.UID, FetchSocketsResponse, &FetchSocketsResponseData{RequestID: d.RequestID, Sockets: infos})
+	}
+}
+
+// sseLoop calls the namespace's server-side listeners, in order, on a
+// goroutine of its own: a slow listener delays other server-side events,
+// not broadcasts.
+func (a *NamespaceAdapter) sseLoop() {
+	for {
+		msgs := a.sse.take(0)
+		if len(msgs) == 0 {
+			select {
+			case <-a.sse.signal:
+				continue
+			case <-a.ctx.Done():
+				return
+			}
+		}
+		for _, msg := range msgs {
+			if a.ctx.Err() != nil {
+				return
+			}
+			a.serverSideEmit(msg)
+		}
+	}
+}
+
+func (a *NamespaceAdapter) serverSideEmit(msg *Message) {
+	defer a.recoverPanic("server-side emit")
+	d := msg.Data.(*ServerSideEmitData)
+	args := append([]any(nil), d.Packet...)
+	if d.RequestID == "" {
+		a.nsp.OnServerSideEmit(args)
+		return
+	}
+	from, id := msg.UID, d.RequestID
+	var once sync.Once
+	var ack socket.Ack = func(reply []any, _ error) {
+		// Only one answer per node, as in Node.
+		once.Do(func() {
+			a.respond(from, ServerSideEmitResponse, &ResponsePacketData{RequestID: id, Packet: firstArg(reply)})
+		})
+	}
+	a.nsp.OnServerSideEmit(append(args, ack))
+}
+
+// respond publishes a response to the node whose adapter has uid to, on a
+// goroutine of its own (responses need no order).
+func (a *NamespaceAdapter) respond(to string, t MessageType, data any) {
+	msg := a.message(t, data)
+	a.spawn(func() {
+		ctx, cancel := context.WithTimeout(a.ctx, a.opts.RequestTimeout)
+		defer cancel()
+		if err := a.transport.PublishResponse(ctx, to, msg); err != nil {
+			a.m.publishErrors.WithLabelValues(t.String()).Inc()
+			a.warnLimited("publishing a response failed", "type", t.String(), "to", to, "err", err)
+		}
+	})
+}

@@ -1,0 +1,357 @@
+package adapter
+
+import (
+	"context"
+	"time"
+
+	"github.com/zishang520/socket.io/servers/socket/v3"
+)
+
+// A request waits for answers from other nodes: fetchSockets,
+// serverSideEmit with acks, and the client counts and acks of a broadcast
+// with acks.
+//
+// How many answers it waits for (expected) starts, as in Node, at the
+// transport's server count less one, less the peers declared dead that the
+// transport may still count (see snapshot). While it waits, losing a peer
+// that was alive at the start and had not answered lowers expected to what
+// can still arrive: the answers so far, the live peers still pending, and
+// the estimated nodes that send no heartbeats (Node 0.3 nodes).
+type request struct {
+	kind     string
+	id       string
+	start    time.Time
+	expected int
+	// uEst estimates the responders that are not tracked peers: the count
+	// minus the dead and the alive peers known at the start.
+	uEst           int
+	pending        map[string]struct{} // alive at start, not answered, not lost
+	responded      map[string]struct{}
+	respondedOther int                 // answers from uids not alive at start
+	lost           map[string]struct{} // lost while pending
+	timer          *time.Timer
+	finished       bool
+
+	// fetch_sockets
+	done     chan struct{}
+	local    []socket.SocketDetails
+	localSet bool
+	remote   []socket.SocketDetails
+	err      error
+
+	// server_side_emit
+	responses []any
+
+	// server_side_emit and broadcast_ack
+	ack socket.Ack
+
+	// broadcast_ack
+	clientCount    func(uint64)
+	singleResponse bool
+	clients        uint64
+	acks           uint64
+}
+
+// snapshot is the liveness view a request starts from.
+type snapshot struct {
+	k        int // peers the transport counts (its server count less one)
+	expected int
+	alive    []string
+	dead     int
+}
+
+// deadRetention is how long a peer declared dead is remembered (and
+// subtracted from the transport's count, which may still include a hung
+// node) unless the transport's count shows it is gone.
+func (a *NamespaceAdapter) deadRetention() time.Duration { return 6 * a.opts.HeartbeatTimeout }
+
+func (a *NamespaceAdapter) snapshot() snapshot {
+	ctx, cancel := context.WithTimeout(a.ctx, a.opts.RequestTimeout)
+	n, err := a.transport.ServerCount(ctx, a.name)
+	cancel()
+	now := time.Now()
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.expireDeadLocked(now)
+	s := snapshot{alive: make([]string, 0, len(a.alive))}
+	for uid := range a.alive {
+		s.alive = append(s.alive, uid)
+	}
+	if err != nil {
+		if a.ctx.Err() == nil {
+			a.warnLimited("server count failed, counting live peers instead", "err", err)
+		}
+		s.k = len(s.alive)
+	} else {
+		s.k = max(n-1, 0)
+	}
+	if s.k <= len(s.alive) {
+		// The transport counts no more peers than are alive: the dead ones
+		// are no longer in its count.
+		clear(a.dead)
+	}
+	s.dead = len(a.dead)
+	s.expected = max(s.k-s.dead, 0)
+	return s
+}
+
+func (a *NamespaceAdapter) expireDeadLocked(now time.Time) {
+	for uid, at := range a.dead {
+		if now.Sub(at) > a.deadRetention() {
+			delete(a.dead, uid)
+		}
+	}
+}
+
+func (a *NamespaceAdapter) newRequest(kind string, s snapshot) *request {
+	r := &request{
+		kind:      kind,
+		id:        randomID(),
+		start:     time.Now(),
+		expected:  s.expected,
+		uEst:      max(0, s.k-s.dead-len(s.alive)),
+		pending:   make(map[string]struct{}, len(s.alive)),
+		responded: map[string]struct{}{},
+	}
+	for _, uid := range s.alive {
+		r.pending[uid] = struct{}{}
+	}
+	return r
+}
+
+func (a *NamespaceAdapter) register(r *request, timeout time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if r.kind == kindBroadcastAck {
+		a.ackRequests[r.id] = r
+	} else {
+		a.requests[r.id] = r
+	}
+	r.timer = time.AfterFunc(timeout, func() { a.timeoutRequest(r) })
+}
+
+// answer records an answer from uid; false for a duplicate (or, for a
+// broadcast ack, an answer from a peer already given up on).
+func (r *request) answer(uid string) bool {
+	if _, dup := r.responded[uid]; dup {
+		return false
+	}
+	if _, lost := r.lost[uid]; lost && r.kind == kindBroadcastAck {
+		return false
+	}
+	r.responded[uid] = struct{}{}
+	if _, ok := r.pending[uid]; ok {
+		delete(r.pending, uid)
+	} else {
+		r.respondedOther++
+	}
+	return true
+}
+
+// lose gives up on peer uid and returns by how much expected was lowered.
+func (r *request) lose(uid string) int {
+	if r.finished {
+		return 0
+	}
+	if _, ok := r.pending[uid]; !ok {
+		return 0
+	}
+	delete(r.pending, uid)
+	if r.lost == nil {
+		r.lost = map[string]struct{}{}
+	}
+	r.lost[uid] = struct{}{}
+	bound := len(r.responded) + len(r.pending) + max(0, r.uEst-r.respondedOther)
+	if bound < r.expected {
+		d := r.expected - bound
+		r.expected = bound
+		return d
+	}
+	return 0
+}
+
+func (r *request) complete() bool {
+	if len(r.responded) < r.expected {
+		return false
+	}
+	switch r.kind {
+	case kindFetchSockets:
+		return r.localSet
+	case kindBroadcastAck:
+		return r.acks >= r.clients
+	}
+	return true
+}
+
+func (r *request) result() ([]socket.SocketDetails, error) {
+	out := make([]socket.SocketDetails, 0, len(r.local)+len(r.remote))
+	out = append(out, r.local...)
+	return append(out, r.remote...), r.err
+}
+
+// checkLocked finishes r if it is complete; the returned function delivers
+// the result and must be called without a.mu.
+func (a *NamespaceAdapter) checkLocked(r *request) func() {
+	if r.finished || !r.complete() {
+		return func() {}
+	}
+	return a.finishLocked(r, outcomeOK, nil)
+}
+
+func (a *NamespaceAdapter) finishLocked(r *request, outcome string, err error) func() {
+	if r.finished {
+		return func() {}
+	}
+	r.finished = true
+	if r.timer != nil {
+		r.timer.Stop()
+	}
+	if r.kind == kindBroadcastAck {
+		delete(a.ackRequests, r.id)
+	} else {
+		delete(a.requests, r.id)
+	}
+	a.m.requests.WithLabelValues(r.kind, outcome).Inc()
+	a.m.requestDuration.WithLabelValues(r.kind).Observe(time.Since(r.start).Seconds())
+	switch r.kind {
+	case kindFetchSockets:
+		r.err = err
+		return func() { close(r.done) }
+	case kindServerSideEmit:
+		responses, ack := r.responses, r.ack
+		if responses == nil {
+			responses = []any{}
+		}
+		return func() { a.spawnUser(func() { ack(responses, err) }) }
+	}
+	// broadcast_ack: socket.BroadcastOperator runs its own timeout.
+	return func() {}
+}
+
+func (a *NamespaceAdapter) timeoutRequest(r *request) {
+	a.mu.Lock()
+	if r.finished {
+		a.mu.Unlock()
+		return
+	}
+	var err error
+	if r.kind != kindBroadcastAck {
+		err = &TimeoutError{Kind: r.kind, Received: len(r.responded), Expected: r.expected}
+	}
+	outcome := outcomeTimeout
+	if r.complete() {
+		outcome = outcomeOK
+	}
+	deliver := a.finishLocked(r, outcome, err)
+	a.mu.Unlock()
+	deliver()
+}
+
+// failPending completes every waiting request with ErrClosed.
+func (a *NamespaceAdapter) failPending() {
+	a.mu.Lock()
+	var deliver []func()
+	for _, r := range a.requests {
+		deliver = append(deliver, a.finishLocked(r, outcomeClosed, ErrClosed))
+	}
+	for _, r := range a.ackRequests {
+		deliver = append(deliver, a.finishLocked(r, outcomeClosed, ErrClosed))
+	}
+	a.mu.Unlock()
+	for _, d := range deliver {
+		d()
+	}
+}
+
+func (a *NamespaceAdapter) setLocalSockets(r *request, sockets []socket.SocketDetails) {
+	a.mu.Lock()
+	if r.finished {
+		a.mu.Unlock()
+		return
+	}
+	r.local, r.localSet = sockets, true
+	deliver := a.checkLocked(r)
+	a.mu.Unlock()
+	deliver()
+}
+
+// onResponse handles a response addressed to this adapter (transport
+// goroutine). The data was validated by onMessage.
+func (a *NamespaceAdapter) onResponse(msg *Message) {
+	var deliver func()
+	var callback func()
+	a.mu.Lock()
+	switch msg.Type {
+	case FetchSocketsResponse:
+		d := msg.Data.(*FetchSocketsResponseData)
+		r := a.requests[d.RequestID]
+		if r == nil || r.kind != kindFetchSockets {
+			a.mu.Unlock()
+			a.m.responsesDropped.Inc()
+			return
+		}
+		if r.answer(msg.UID) {
+			for _, info := range d.Sockets {
+				r.remote = append(r.remote, socketDetails(info))
+			}
+			deliver = a.checkLocked(r)
+		}
+	case ServerSideEmitResponse:
+		d := msg.Data.(*ResponsePacketData)
+		r := a.requests[d.RequestID]
+		if r == nil || r.kind != kindServerSideEmit {
+			a.mu.Unlock()
+			a.m.responsesDropped.Inc()
+			return
+		}
+		if r.answer(msg.UID) {
+			r.responses = append(r.responses, d.Packet)
+			deliver = a.checkLocked(r)
+		}
+	case BroadcastClientCount:
+		d := msg.Data.(*BroadcastClientCountData)
+		r := a.ackRequests[d.RequestID]
+		if r == nil {
+			a.mu.Unlock()
+			a.m.responsesDropped.Inc()
+			return
+		}
+		if r.answer(msg.UID) {
+			n := uint64(d.ClientCount)
+			r.clients += n
+			cb := r.clientCount
+			callback = func() { cb(n) }
+			deliver = a.checkLocked(r)
+		}
+	case BroadcastAck:
+		d := msg.Data.(*ResponsePacketData)
+		r := a.ackRequests[d.RequestID]
+		if r == nil {
+			a.mu.Unlock()
+			a.m.responsesDropped.Inc()
+			return
+		}
+		if _, lost := r.lost[msg.UID]; !lost {
+			r.acks++
+			ack, arg := r.ack, d.Packet
+			if r.singleResponse {
+				// socket.BroadcastOperator hands a single response to the
+				// user as TryCast[[]any](responses[0]): give it a list so
+				// RemoteSocket.Emit with an ack gets the client's argument
+				// rather than nil (zishang520 v3.0.6 quirk).
+				callback = func() { ack([]any{[]any{arg}}, nil) }
+			} else {
+				callback = func() { ack([]any{arg}, nil) }
+			}
+			deliver = a.checkLocked(r)
+		}
+	}
+	a.mu.Unlock()
+	if callback != nil {
+		a.spawnUser(callback)
+	}
+	if deliver != nil {
+		deliver()
+	}
+}

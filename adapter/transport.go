@@ -1,0 +1,62 @@
+package adapter
+
+import "context"
+
+// Transport carries cluster messages between the nodes of a cluster. The
+// adapter knows nothing of Redis: cluster.Transport is the Redis Streams
+// implementation, and an in-process one serves the adapter's own tests.
+//
+// A Transport is shared by every namespace of a server: each namespace adapter
+// registers its namespace and uid with Subscribe.
+type Transport interface {
+	// Publish sends msg to every node of the namespace: durable messages go to
+	// the stream and the returned offset is the entry id; ephemeral ones (see
+	// Message.Ephemeral) go over pub/sub and the offset is "". While the
+	// backend is unreachable, a durable message waits in a bounded buffer and
+	// Publish returns once it is queued (offset ""), or an error wrapping
+	// ErrBufferFull when the buffer is full.
+	Publish(ctx context.Context, msg *Message) (offset string, err error)
+
+	// PublishResponse sends a response to the one node whose namespace
+	// adapter has the uid toUID.
+	PublishResponse(ctx context.Context, toUID string, msg *Message) error
+
+	// Subscribe delivers to h every message for nsp published by other nodes,
+	// and every response addressed to uid, in publication order per stream.
+	// h is called from the transport's reader goroutine and must not block for
+	// long. The returned function unsubscribes.
+	Subscribe(ctx context.Context, nsp, uid string, h Handler) (unsubscribe func(), err error)
+
+	// ServerCount returns the number of nodes serving nsp, this one included.
+	ServerCount(ctx context.Context, nsp string) (int, error)
+
+	// Ready reports whether the backend is reachable right now.
+	Ready() bool
+
+	// Close stops every goroutine of the transport.
+	Close() error
+}
+
+// Handler receives the messages of a subscription.
+type Handler func(msg *Message)
+
+// BatchPublisher is an optional interface a Transport may implement to let
+// the adapter pipeline its publications. The adapter publishes the messages
+// of one namespace from one goroutine, in order; without this interface it
+// waits for each Publish (one round trip per broadcast). With it, it hands
+// over everything queued meanwhile in one call.
+//
+// PublishBatch must behave like len(msgs) successive Publish calls made in
+// that order (same routing, same per-stream order, the same buffering while
+// the backend is unreachable) and return one PublishResult per message, at
+// the same index.
+type BatchPublisher interface {
+	PublishBatch(ctx context.Context, msgs []*Message) []PublishResult
+}
+
+// PublishResult is the outcome of one message of a PublishBatch call: what
+// Publish would have returned for it.
+type PublishResult struct {
+	Offset string
+	Err    error
+}

@@ -1,0 +1,74 @@
+package recovery
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the restore metrics. A nil *Metrics records nothing.
+//
+//	sockstream_recovery_attempts_total{result}            counter
+//	sockstream_recovery_restore_duration_seconds{result}  histogram
+//	sockstream_recovery_replayed_packets_total            counter
+//
+// result is "recovered" or one of the Reason values: "expired", "trimmed",
+// "invalid", "error".
+type Metrics struct {
+	attempts *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	replayed prometheus.Counter
+}
+
+// NewMetrics creates the metrics and registers them on reg. A nil reg keeps
+// them unregistered (still counting, which tests can read); the global
+// registry is never used implicitly. It fails when reg already holds them.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sockstream_recovery_attempts_total",
+			Help: "Connection state recovery attempts by result (recovered, expired, trimmed, invalid, error).",
+		}, []string{"result"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sockstream_recovery_restore_duration_seconds",
+			Help:    "Time to restore a session: take it from the store and read the missed packets from the log.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"result"}),
+		replayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sockstream_recovery_replayed_packets_total",
+			Help: "Missed packets handed back to recovered sockets.",
+		}),
+	}
+	// Every result exists from the start, so a rate() over a result that
+	// has not happened yet reads 0, not "no data".
+	for _, r := range []string{resultRecovered, string(ReasonExpired), string(ReasonTrimmed), string(ReasonInvalid), string(ReasonError)} {
+		m.attempts.WithLabelValues(r)
+		m.duration.WithLabelValues(r)
+	}
+	if reg != nil {
+		cs := []prometheus.Collector{m.attempts, m.duration, m.replayed}
+		for i, c := range cs {
+			if err := reg.Register(c); err != nil {
+				for _, done := range cs[:i] { // all or nothing
+					reg.Unregister(done)
+				}
+				return nil, fmt.Errorf("recovery: register metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
+
+const resultRecovered = "recovered"
+
+func (m *Metrics) observe(result string, d time.Duration, replayed int) {
+	if m == nil {
+		return
+	}
+	m.attempts.WithLabelValues(result).Inc()
+	m.duration.WithLabelValues(result).Observe(d.Seconds())
+	if replayed > 0 {
+		m.replayed.Add(float64(replayed))
+	}
+}

@@ -1,0 +1,210 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Transport names a Socket.IO transport a client may use.
+type Transport string
+
+// The transports a server can offer.
+const (
+	Polling   Transport = "polling"
+	WebSocket Transport = "websocket"
+)
+
+// Config configures a Server. The zero value of every field means its
+// documented default, so Config{} is a working single-node server.
+type Config struct {
+	// Addr is the address Run listens on. Default ":3000".
+	Addr string
+
+	// Path is where Socket.IO is served. Default "/socket.io/".
+	Path string
+
+	// CORSOrigins lists the origins allowed to connect from a browser page
+	// served elsewhere; "*" allows any. Default none: same-origin pages and
+	// non-browser clients only, as in Node's socket.io.
+	CORSOrigins []string
+
+	// PingInterval is how often the server pings a client. Default 25s.
+	PingInterval time.Duration
+	// PingTimeout is how long the server waits for a pong before it closes
+	// the connection. Default 20s.
+	PingTimeout time.Duration
+	// ConnectTimeout is how long a client has to join a namespace after its
+	// Engine.IO handshake. Default 45s.
+	ConnectTimeout time.Duration
+	// UpgradeTimeout bounds the upgrade from polling to WebSocket. Default 10s.
+	UpgradeTimeout time.Duration
+
+	// MaxPayload is the largest message, in bytes, a client may send
+	// (Node's maxHttpBufferSize); a client that sends more is disconnected.
+	// Default 1,000,000.
+	MaxPayload int64
+
+	// Transports the server accepts. Default polling and WebSocket.
+	Transports []Transport
+	// DisableUpgrades stops clients upgrading from polling to WebSocket.
+	DisableUpgrades bool
+
+	// Recovery configures connection state recovery. Off by default.
+	Recovery RecoveryConfig
+
+	// ShutdownTimeout bounds Run's graceful shutdown after its context ends.
+	// Default 10s.
+	ShutdownTimeout time.Duration
+
+	// Logger receives the server's logs. Default slog.Default().
+	Logger *slog.Logger
+
+	// Registry is where the server registers its Prometheus metrics and
+	// what /metrics serves. Default: a new registry of the server's own, with
+	// the Go runtime and process collectors.
+	Registry *prometheus.Registry
+}
+
+// RecoveryConfig configures Socket.IO connection state recovery: a client
+// whose connection drops for less than MaxDisconnection comes back with the
+// same id, rooms and data, and receives the packets it missed.
+type RecoveryConfig struct {
+	// Enabled turns recovery on.
+	Enabled bool
+	// MaxDisconnection is how long a session is kept after a disconnection.
+	// Default 2m, as in Node.
+	MaxDisconnection time.Duration
+	// SkipMiddlewares skips the namespace middlewares for a recovered
+	// connection. Default false (middlewares always run).
+	SkipMiddlewares bool
+}
+
+// Defaults, exported so that programs can show them in their help text.
+const (
+	DefaultAddr             = ":3000"
+	DefaultPath             = "/socket.io/"
+	DefaultPingInterval     = 25 * time.Second
+	DefaultPingTimeout      = 20 * time.Second
+	DefaultConnectTimeout   = 45 * time.Second
+	DefaultUpgradeTimeout   = 10 * time.Second
+	DefaultMaxPayload       = 1_000_000
+	DefaultShutdownTimeout  = 10 * time.Second
+	DefaultMaxDisconnection = 2 * time.Minute
+)
+
+// ErrInvalidConfig is wrapped by every error Validate returns.
+var ErrInvalidConfig = errors.New("invalid config")
+
+// ConfigError names the option that is wrong and why.
+type ConfigError struct {
+	Option string
+	Reason string
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("invalid config: %s: %s", e.Option, e.Reason)
+}
+
+// Unwrap lets errors.Is(err, ErrInvalidConfig) match.
+func (e *ConfigError) Unwrap() error { return ErrInvalidConfig }
+
+// withDefaults returns a copy of c with every unset field at its default.
+func (c Config) withDefaults() Config {
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	if c.Path == "" {
+		c.Path = DefaultPath
+	}
+	if c.PingInterval == 0 {
+		c.PingInterval = DefaultPingInterval
+	}
+	if c.PingTimeout == 0 {
+		c.PingTimeout = DefaultPingTimeout
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.UpgradeTimeout == 0 {
+		c.UpgradeTimeout = DefaultUpgradeTimeout
+	}
+	if c.MaxPayload == 0 {
+		c.MaxPayload = DefaultMaxPayload
+	}
+	if len(c.Transports) == 0 {
+		c.Transports = []Transport{Polling, WebSocket}
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.Recovery.MaxDisconnection == 0 {
+		c.Recovery.MaxDisconnection = DefaultMaxDisconnection
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Validate reports the first invalid option, as a *ConfigError. Unset fields
+// are valid: they take their defaults.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	bad := func(opt, format string, args ...any) error {
+		return &ConfigError{Option: opt, Reason: fmt.Sprintf(format, args...)}
+	}
+	if !strings.HasPrefix(c.Path, "/") {
+		return bad("path", "%q must start with /", c.Path)
+	}
+	if strings.ContainsAny(c.Path, "?#") {
+		return bad("path", "%q must not contain a query or fragment", c.Path)
+	}
+	for _, o := range c.CORSOrigins {
+		if o == "*" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return bad("cors-origins", "%q is not an origin like https://example.com or *", o)
+		}
+	}
+	durations := []struct {
+		name string
+		v    time.Duration
+	}{
+		{"ping-interval", c.PingInterval},
+		{"ping-timeout", c.PingTimeout},
+		{"connect-timeout", c.ConnectTimeout},
+		{"upgrade-timeout", c.UpgradeTimeout},
+		{"shutdown-timeout", c.ShutdownTimeout},
+		{"recovery-max-disconnection", c.Recovery.MaxDisconnection},
+	}
+	for _, d := range durations {
+		if d.v < 0 {
+			return bad(d.name, "%s is negative", d.v)
+		}
+		if d.v < time.Millisecond {
+			return bad(d.name, "%s is below the 1ms resolution of the protocol", d.v)
+		}
+	}
+	if c.MaxPayload < 0 {
+		return bad("max-payload", "%d is negative", c.MaxPayload)
+	}
+	seen := map[Transport]bool{}
+	for _, t := range c.Transports {
+		if t != Polling && t != WebSocket {
+			return bad("transports", "%q is not one of polling, websocket", t)
+		}
+		if seen[t] {
+			return bad("transports", "%q is listed twice", t)
+		}
+		seen[t] = true
+	}
+	return nil
+}

@@ -1,0 +1,27 @@
+// Package server is the face of sockstream: a Socket.IO v4 server for Go that
+// speaks to the official JavaScript client over WebSocket and HTTP
+// long-polling, with namespaces, rooms, acknowledgements, binary and
+// middlewares, and that clusters over Redis Streams.
+//
+// Build a server from a Config (every zero field takes its documented
+// default), register handlers, and serve its Handler on net/http or call Run:
+//
+//	srv, err := server.New(server.Config{})
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	srv.OnConnection(func(s *server.Socket) {
+//		s.On("chat", func(e *server.Event) {
+//			srv.To("lobby").Emit("chat", e.Args...)
+//			e.Ack("ok")
+//		})
+//	})
+//	log.Fatal(srv.Run(ctx))
+//
+// Besides Socket.IO at Config.Path, the handler serves /healthz (the process
+// is up), /readyz (the server accepts traffic and its adapter's backend is
+// reachable) and /metrics (Prometheus).
+//
+// The server is built on zishang520's Socket.IO for Go (servers/socket/v3).
+// Its types stay behind this package; Raw methods reach them when needed.
+package server

@@ -1,0 +1,102 @@
+package server
+
+import (
+	"flag"
+	"fmt"
+	"strings"
+)
+
+// EnvPrefix starts the name of every environment variable LoadEnv reads.
+const EnvPrefix = "SOCKSTREAM_"
+
+// RegisterFlags defines a command-line flag for each option on fs, with the
+// option's current value as the flag's default. Call it after LoadEnv so that
+// flags override the environment, which overrides the defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	d := c.withDefaults()
+	fs.StringVar(&c.Addr, "addr", d.Addr, "address to listen on (env SOCKSTREAM_ADDR)")
+	fs.StringVar(&c.Path, "path", d.Path, "path Socket.IO is served at (env SOCKSTREAM_PATH)")
+	fs.Var(listFlag{&c.CORSOrigins}, "cors-origins", "comma-separated origins allowed by CORS, or * (env SOCKSTREAM_CORS_ORIGINS)")
+	fs.DurationVar(&c.PingInterval, "ping-interval", d.PingInterval, "interval between two pings (env SOCKSTREAM_PING_INTERVAL)")
+	fs.DurationVar(&c.PingTimeout, "ping-timeout", d.PingTimeout, "time to wait for a pong (env SOCKSTREAM_PING_TIMEOUT)")
+	fs.DurationVar(&c.ConnectTimeout, "connect-timeout", d.ConnectTimeout, "time a client has to join a namespace (env SOCKSTREAM_CONNECT_TIMEOUT)")
+	fs.Int64Var(&c.MaxPayload, "max-payload", d.MaxPayload, "largest message a client may send, in bytes (env SOCKSTREAM_MAX_PAYLOAD)")
+	fs.Var(transportsFlag{&c.Transports}, "transports", "comma-separated transports: polling,websocket (env SOCKSTREAM_TRANSPORTS)")
+	fs.BoolVar(&c.Recovery.Enabled, "recovery", c.Recovery.Enabled, "enable connection state recovery (env SOCKSTREAM_RECOVERY)")
+	fs.DurationVar(&c.Recovery.MaxDisconnection, "recovery-max-disconnection", d.Recovery.MaxDisconnection, "how long a disconnected session is kept (env SOCKSTREAM_RECOVERY_MAX_DISCONNECTION)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "bound on graceful shutdown (env SOCKSTREAM_SHUTDOWN_TIMEOUT)")
+}
+
+// LoadEnv sets the options found in the environment, read through lookup
+// (os.LookupEnv in a program). A malformed value is an error naming the
+// variable; nothing is set then.
+func (c *Config) LoadEnv(lookup func(string) (string, bool)) error {
+	n := *c
+	fs := flag.NewFlagSet("env", flag.ContinueOnError)
+	n.RegisterFlags(fs)
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if err != nil {
+			return
+		}
+		name := EnvPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		v, ok := lookup(name)
+		if !ok {
+			return
+		}
+		if e := f.Value.Set(v); e != nil {
+			err = &ConfigError{Option: name, Reason: fmt.Sprintf("%q: %v", v, e)}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	*c = n
+	return nil
+}
+
+type listFlag struct{ p *[]string }
+
+func (l listFlag) String() string {
+	if l.p == nil {
+		return ""
+	}
+	return strings.Join(*l.p, ",")
+}
+
+func (l listFlag) Set(v string) error {
+	*l.p = nil
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l.p = append(*l.p, s)
+		}
+	}
+	return nil
+}
+
+type transportsFlag struct{ p *[]Transport }
+
+func (t transportsFlag) String() string {
+	if t.p == nil {
+		return ""
+	}
+	s := make([]string, len(*t.p))
+	for i, v := range *t.p {
+		s[i] = string(v)
+	}
+	return strings.Join(s, ",")
+}
+
+func (t transportsFlag) Set(v string) error {
+	*t.p = nil
+	for _, s := range strings.Split(v, ",") {
+		s = strings.TrimSpace(s)
+		switch Transport(s) {
+		case Polling, WebSocket:
+			*t.p = append(*t.p, Transport(s))
+		default:
+			return fmt.Errorf("%q is not one of polling, websocket", s)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,109 @@
+package server
+
+import (
+	"context"
+	"runtime/debug"
+	"sync"
+)
+
+// handlerQueue runs one socket's handlers one at a time, in order, on a
+// goroutine that exists only while there is work.
+//
+// zishang520 runs handlers on the socket's own task queue, the one that also
+// processes the client's packets, acknowledgements included. A handler that
+// waits for an acknowledgement from its own client (Socket.EmitWithAck in an
+// On or OnConnection handler, the natural way to write a request/response
+// exchange in Go) therefore blocks the packet that would release it, and
+// always ends in a timeout. Handlers run here instead, so that zishang520's
+// queue stays free to deliver acks (TestEmitWithAckInHandler).
+type handlerQueue struct {
+	srv     *Server
+	mu      sync.Mutex
+	tasks   []func()
+	running bool
+}
+
+func (q *handlerQueue) push(task func()) {
+	q.mu.Lock()
+	if q.running {
+		q.tasks = append(q.tasks, task)
+		q.mu.Unlock()
+		return
+	}
+	q.running = true
+	q.mu.Unlock()
+	q.srv.busy.add()
+	go q.loop(task)
+}
+
+func (q *handlerQueue) loop(task func()) {
+	defer q.srv.busy.done()
+	for {
+		q.run(task)
+		q.mu.Lock()
+		if len(q.tasks) == 0 {
+			q.tasks = nil
+			q.running = false
+			q.mu.Unlock()
+			return
+		}
+		task = q.tasks[0]
+		q.tasks[0] = nil
+		q.tasks = q.tasks[1:]
+		q.mu.Unlock()
+	}
+}
+
+// run runs a handler; a panic is logged, as net/http does, and does not stop
+// the socket's other handlers.
+func (q *handlerQueue) run(task func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			q.srv.log.Error("sockstream: handler panic", "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	task()
+}
+
+// activity counts work in flight (handler goroutines, disconnections on
+// their way to their handlers) so that Shutdown can wait for it.
+type activity struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{} // closed when n drops to 0
+}
+
+func (a *activity) add() {
+	a.mu.Lock()
+	if a.n == 0 {
+		a.idle = make(chan struct{})
+	}
+	a.n++
+	a.mu.Unlock()
+}
+
+func (a *activity) done() {
+	a.mu.Lock()
+	a.n--
+	if a.n == 0 {
+		close(a.idle)
+	}
+	a.mu.Unlock()
+}
+
+// wait returns when nothing is in flight, or with ctx's error.
+func (a *activity) wait(ctx context.Context) error {
+	a.mu.Lock()
+	if a.n == 0 {
+		a.mu.Unlock()
+		return nil
+	}
+	idle := a.idle
+	a.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
