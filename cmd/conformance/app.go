@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/sockstream/sockstream/internal/engineio"
 	"github.com/sockstream/sockstream/server"
 	"github.com/zishang520/socket.io/servers/engine/v3"
 	"github.com/zishang520/socket.io/servers/engine/v3/config"
@@ -59,7 +58,7 @@ func newApp(log *slog.Logger) (*app, error) {
 	srv.Of("/custom").OnConnection(onConnection)
 
 	eng := newEngine()
-	srv.Mux().Handle("/engine.io/", engineio.Handler(eng))
+	srv.Mux().Handle("/engine.io/", eng)
 	return &app{srv: srv, engine: eng}, nil
 }
 
@@ -71,7 +70,7 @@ func newEngine() engine.Server {
 	opts.SetPingTimeout(pingTimeout)
 	opts.SetMaxHttpBufferSize(maxPayload)
 	opts.SetCors(&types.Cors{Origin: "*", Credentials: true})
-	opts.SetTransports(types.NewSet(engineio.Polling, engine.WebSocket))
+	opts.SetTransports(types.NewSet(engine.Polling, engine.WebSocket))
 	eng := engine.NewServer(opts)
 	_ = eng.On("connection", func(args ...any) {
 		sock, ok := args[0].(engine.Socket)
