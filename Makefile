@@ -5,19 +5,19 @@ ADDR  ?= :3000
 
 CLIENT_JS := cmd/chat/web/socket.io.min.js
 
-.PHONY: run test deps deps-redis deps-node fmt-check vet gotest build clean
+.PHONY: run test deps deps-redis deps-node deps-chromium fmt-check vet gotest build clean
 
 ## run: the chat demo on $(ADDR), one node, in-memory adapter.
 run: $(CLIENT_JS)
 	$(GO) run ./cmd/chat -addr $(ADDR)
 
 ## test: install what is missing, then gofmt, go vet and every test with -race.
-test: deps fmt-check vet gotest
+test: deps $(CLIENT_JS) fmt-check vet gotest
 
 build:
 	$(GO) build ./...
 
-deps: deps-redis deps-node
+deps: deps-redis deps-node deps-chromium
 
 # redis-server and redis-cli: the tests start their own servers on free ports.
 deps-redis:
@@ -25,6 +25,15 @@ deps-redis:
 		if [ "$$(id -u)" != 0 ]; then echo "redis-server is missing: run 'apt-get install redis-server' as root, or 'make test' as root"; exit 1; fi; \
 		echo "installing redis-server"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	fi
+
+# Debian's Chromium, for the chat's browser test (driven by playwright-core
+# from testdata/; no browser download).
+deps-chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "chromium is missing: run 'apt-get install chromium' as root"; exit 1; fi; \
+		echo "installing chromium"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	fi
 
 # Node and the official Socket.IO client + Node reference server, from the lockfile.

@@ -1,10 +1,12 @@
-// Command chat is sockstream's demo: a chat server with rooms, on one node
-// with the in-memory adapter.
+// Command chat is sockstream's demo: a chat server with rooms, presence,
+// typing indicators, message history and acknowledgements, on one node with
+// the in-memory adapter, or clustered over Redis.
 //
-//	chat [-addr :3000]
+//	chat [-addr :3000] [-history 50]
 //
-// Every option is also read from the environment (SOCKSTREAM_ADDR, ...); run
-// chat -h for the list. A bad value stops the program with one line naming it.
+// Every server option is also read from the environment (SOCKSTREAM_ADDR,
+// ...); run chat -h for the list. A bad value stops the program with one line
+// naming it. Connection state recovery is on by default.
 package main
 
 import (
@@ -29,16 +31,23 @@ func main() {
 
 func run(ctx context.Context, args []string) error {
 	var cfg server.Config
+	// The demo shows recovery at work: missed messages come back after a
+	// short outage. The environment and flags can still turn it off.
+	cfg.Recovery.Enabled = true
 	if err := cfg.LoadEnv(os.LookupEnv); err != nil {
 		return err
 	}
 	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
+	historySize := fs.Int("history", 50, "messages of each room kept for those who join later")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
 		return err
+	}
+	if *historySize < 0 || *historySize > 10000 {
+		return fmt.Errorf("invalid option history: %d is not between 0 and 10000", *historySize)
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 
@@ -46,7 +55,8 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	mountChat(srv)
+	mountChat(srv, *historySize)
+	cfg.Logger.Info("chat: starting", "recovery", cfg.Recovery.Enabled, "history", *historySize)
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
