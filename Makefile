@@ -5,7 +5,7 @@ ADDR  ?= :3000
 
 CLIENT_JS := cmd/chat/web/socket.io.min.js
 
-.PHONY: run test deps deps-redis deps-node deps-chromium fmt-check vet gotest build clean
+.PHONY: run test deps deps-redis deps-node deps-chromium deps-prometheus fmt-check vet gotest build clean
 
 ## run: the chat demo on $(ADDR), one node, in-memory adapter.
 run: $(CLIENT_JS)
@@ -17,7 +17,7 @@ test: deps $(CLIENT_JS) fmt-check vet gotest
 build:
 	$(GO) build ./...
 
-deps: deps-redis deps-node deps-chromium
+deps: deps-redis deps-node deps-chromium deps-prometheus
 
 # redis-server and redis-cli: the tests start their own servers on free ports.
 deps-redis:
@@ -34,6 +34,14 @@ deps-chromium:
 		if [ "$$(id -u)" != 0 ]; then echo "chromium is missing: run 'apt-get install chromium' as root"; exit 1; fi; \
 		echo "installing chromium"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+
+# Prometheus and promtool, for the metrics tests (a real server scrapes nodes).
+deps-prometheus:
+	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then \
+		if [ "$$(id -u)" != 0 ]; then echo "prometheus is missing: run 'apt-get install prometheus' as root"; exit 1; fi; \
+		echo "installing prometheus"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; \
 	fi
 
 # Node and the official Socket.IO client + Node reference server, from the lockfile.
