@@ -5,11 +5,23 @@ ADDR  ?= :3000
 
 CLIENT_JS := cmd/chat/web/socket.io.min.js
 
-.PHONY: run test deps deps-redis deps-node deps-chromium deps-prometheus fmt-check vet gotest build clean
+.PHONY: run cluster-demo test deps deps-redis deps-node deps-chromium deps-prometheus fmt-check vet gotest build clean
 
 ## run: the chat demo on $(ADDR), one node, in-memory adapter.
 run: $(CLIENT_JS)
 	$(GO) run ./cmd/chat -addr $(ADDR)
+
+## cluster-demo: a Redis and two chat nodes sharing it, on :3000 and :3001.
+DEMO_REDIS_PORT ?= 6390
+cluster-demo: $(CLIENT_JS) deps-redis
+	$(GO) build -o bin/chat ./cmd/chat
+	@dir=$$(mktemp -d); \
+	redis-server --port $(DEMO_REDIS_PORT) --bind 127.0.0.1 --save '' --appendonly no --dir $$dir --loglevel warning & r=$$!; \
+	bin/chat -addr :3000 -redis redis://127.0.0.1:$(DEMO_REDIS_PORT) & a=$$!; \
+	bin/chat -addr :3001 -redis redis://127.0.0.1:$(DEMO_REDIS_PORT) & b=$$!; \
+	trap 'kill $$a $$b $$r 2>/dev/null; wait; rm -rf $$dir' INT TERM EXIT; \
+	echo "chat on http://localhost:3000 and http://localhost:3001, one cluster over Redis :$(DEMO_REDIS_PORT); Ctrl-C stops everything"; \
+	wait
 
 ## test: install what is missing, then gofmt, go vet and every test with -race.
 test: deps $(CLIENT_JS) fmt-check vet gotest
