@@ -6,6 +6,7 @@ package adapter
 import (
 	"io"
 	"maps"
+	"net"
 	"slices"
 	"strings"
 	"time"
@@ -235,14 +236,14 @@ func socketInfo(s socket.SocketDetails) SocketInfo {
 	}
 	if h := s.Handshake(); h != nil {
 		info.Handshake = Handshake{
-			Headers: map[string]any(maps.Clone(h.Headers)),
+			Headers: nodeHeaders(h.Headers),
 			Time:    h.Time,
-			Address: h.Address,
+			Address: nodeAddress(h.Address),
 			Xdomain: h.Xdomain,
 			Secure:  h.Secure,
 			Issued:  h.Issued,
 			URL:     h.Url,
-			Query:   map[string]any(maps.Clone(h.Query)),
+			Query:   nodeQuery(h.Query),
 			Auth:    maps.Clone(h.Auth),
 		}
 	}
@@ -288,4 +289,44 @@ func socketDetails(info SocketInfo) socket.SocketDetails {
 		},
 		data: info.Data,
 	}
+}
+
+// nodeHeaders gives headers the shape Node's http module gives them, which
+// Node code reading a fetched socket's handshake expects: lower-case names,
+// one string per header (repeated values joined with ", "), set-cookie
+// excepted, which stays an array.
+func nodeHeaders(h types.IncomingHttpHeaders) map[string]any {
+	out := make(map[string]any, len(h))
+	for k, v := range h {
+		k = strings.ToLower(k)
+		if vs, ok := v.([]string); ok && k != "set-cookie" {
+			out[k] = strings.Join(vs, ", ")
+			continue
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// nodeQuery gives query parameters the shape Node's querystring gives them:
+// a string for a parameter given once, an array for a repeated one.
+func nodeQuery(q types.ParsedUrlQuery) map[string]any {
+	out := make(map[string]any, len(q))
+	for k, v := range q {
+		if vs, ok := v.([]string); ok && len(vs) == 1 {
+			out[k] = vs[0]
+			continue
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// nodeAddress is the client's IP without the port, as Node's
+// handshake.address (the socket's remoteAddress) is.
+func nodeAddress(a string) string {
+	if host, _, err := net.SplitHostPort(a); err == nil {
+		return host
+	}
+	return a
 }

@@ -518,7 +518,7 @@ func TestEncodeGoValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantArgs := []any{"ev", map[string]any{"k": []any{[]byte{1, 2}}}, ts}
+	wantArgs := []any{"ev", map[string]any{"k": []any{[]byte{1, 2}}}, Date{ts}}
 	if d := got.Data.(*adapter.BroadcastData); !reflect.DeepEqual(d.Packet.Data, wantArgs) {
 		t.Errorf("args %#v, want %#v", d.Packet.Data, wantArgs)
 	}
@@ -646,7 +646,7 @@ func TestMsgpackNumbers(t *testing.T) {
 		e := mpEncoder{}
 		_ = e.encode(ts, 0)
 		got, err := decodeMsgpack(e.buf)
-		if err != nil || !got.(time.Time).Equal(ts) {
+		if d, ok := got.(Date); err != nil || !ok || !d.Equal(ts) {
 			t.Errorf("%v: decoded %v, %v", ts, got, err)
 		}
 	}
@@ -715,4 +715,27 @@ func FuzzDecodePubSub(f *testing.F) {
 			t.Fatalf("decoding our own encoding: %v", err)
 		}
 	})
+}
+
+// TestDateJSON checks that a Date from another node reaches JSON as
+// JavaScript writes a Date, and travels on as a timestamp.
+func TestDateJSON(t *testing.T) {
+	t.Parallel()
+	d := Date{time.Date(2023, 11, 14, 22, 13, 20, 500_000_000, time.UTC)}
+	b, err := json.Marshal([]any{d})
+	if err != nil || string(b) != `["2023-11-14T22:13:20.500Z"]` {
+		t.Errorf("json %s %v", b, err)
+	}
+	e := mpEncoder{}
+	tree, err := (&normalizer{}).value(d, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.encode(tree, 0); err != nil {
+		t.Fatal(err)
+	}
+	back, err := decodeMsgpack(e.buf)
+	if got, ok := back.(Date); err != nil || !ok || !got.Equal(d.Time) {
+		t.Errorf("round trip %#v %v", back, err)
+	}
 }

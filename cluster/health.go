@@ -55,7 +55,9 @@ func (h *health) ok() {
 // fail records a failed command; only connection failures count, not
 // error replies such as WRONGTYPE.
 func (h *health) fail(err error) {
-	if !isConnErr(err) {
+	// Before the first connection, Ready is false anyway; the connect
+	// loop reports its own failures.
+	if !isConnErr(err) || errors.Is(err, errNotConnected) {
 		return
 	}
 	h.mu.Lock()

@@ -52,7 +52,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		published: counterVec("messages_published_total",
 			"Messages written to Redis, by route: stream (XADD), pubsub (PUBLISH to the namespace) or response (PUBLISH to one node).", "route"),
 		publishErrors: counterVec("publish_errors_total",
-			"Messages that could not be published, by route and reason (encode, buffer_full, redis, closed).", "route", "reason"),
+			"Messages that could not be published, by route and reason (encode, buffer_full, redis, closed, canceled).", "route", "reason"),
 		xaddDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "xadd_duration_seconds",
 			Help: "Round trip of one pipelined batch of XADD commands.", Buckets: latency}),
 		publishWait: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "publish_delay_seconds",

@@ -28,7 +28,7 @@ const timestampExt = -1
 var errMsgpackTruncated = errors.New("truncated input")
 
 // mpDecoder decodes MessagePack into the generic values of this package: nil,
-// bool, float64, string, []byte, []any, map[string]any and time.Time.
+// bool, float64, string, []byte, []any, map[string]any and Date.
 type mpDecoder struct {
 	buf []byte
 	pos int
@@ -241,20 +241,20 @@ func (d *mpDecoder) ext(n int) (any, error) {
 	}
 	switch n {
 	case 4:
-		return time.Unix(int64(binary.BigEndian.Uint32(b)), 0).UTC(), nil
+		return Date{time.Unix(int64(binary.BigEndian.Uint32(b)), 0).UTC()}, nil
 	case 8:
 		u := binary.BigEndian.Uint64(b)
 		nsec := int64(u >> 34)
 		if nsec > 999999999 {
 			return nil, errors.New("timestamp nanoseconds out of range")
 		}
-		return time.Unix(int64(u&0x3ffffffff), nsec).UTC(), nil
+		return Date{time.Unix(int64(u&0x3ffffffff), nsec).UTC()}, nil
 	case 12:
 		nsec := int64(binary.BigEndian.Uint32(b))
 		if nsec > 999999999 {
 			return nil, errors.New("timestamp nanoseconds out of range")
 		}
-		return time.Unix(int64(binary.BigEndian.Uint64(b[4:])), nsec).UTC(), nil
+		return Date{time.Unix(int64(binary.BigEndian.Uint64(b[4:])), nsec).UTC()}, nil
 	}
 	return nil, fmt.Errorf("timestamp of %d bytes", n)
 }

@@ -223,6 +223,10 @@ func (o *Options) clientOption() (rueidis.ClientOption, error) {
 		co.InitAddress = append([]string(nil), o.InitAddress...)
 	}
 	co.MaxFlushDelay = o.MaxFlushDelay
+	// A paused or unreachable Redis must be noticed within a request
+	// timeout, not rueidis's default of 10s.
+	co.Dialer.Timeout = o.RequestTimeout
+	co.ConnWriteTimeout = o.RequestTimeout
 	// Named so that CLIENT LIST shows whose connections these are.
 	co.ClientName = "sockstream-cluster"
 	if o.ConfigureClient != nil {

@@ -94,6 +94,13 @@ func (n *normalizer) value(v any, depth int) (any, error) {
 		return f, nil
 	case time.Time:
 		return v, nil
+	case Date:
+		return v.Time, nil
+	case *Date:
+		if v == nil {
+			return nil, nil
+		}
+		return v.Time, nil
 	case []any:
 		out := make([]any, len(v))
 		for i, x := range v {
@@ -210,8 +217,11 @@ func (n *normalizer) reflectValue(rv reflect.Value, depth int) (any, error) {
 // treat an object with a toJSON method. Object members keep the order
 // encoding/json wrote them in (struct field order).
 func viaJSON(v any, depth int) (any, error) {
-	if t, ok := v.(time.Time); ok {
+	switch t := v.(type) {
+	case time.Time:
 		return t, nil
+	case Date:
+		return t.Time, nil
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -424,7 +434,7 @@ func typeName(v any) string {
 		return "array"
 	case map[string]any:
 		return "object"
-	case time.Time:
+	case time.Time, Date:
 		return "date"
 	}
 	return fmt.Sprintf("%T", v)

@@ -1,0 +1,140 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/redis/rueidis"
+
+	"github.com/sockstream/sockstream/adapter"
+)
+
+// subscription is one Subscribe call: a namespace adapter (nsp, uid) and
+// its handler, fed by the stream readers (durable messages of nsp) and by
+// its own pub/sub loops (the public channel of nsp and its private one).
+type subscription struct {
+	t        *Transport
+	nsp, uid string
+	h        adapter.Handler
+	public   string
+	private  string
+	closed   atomic.Bool
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	ready    chan struct{} // closed once every channel is subscribed the first time
+	nReady   atomic.Int32
+	want     int32
+	readyOne sync.Once
+}
+
+// deliver calls the handler unless the subscription was cancelled; a panic
+// in the handler is logged, not propagated into the dispatcher.
+func (s *subscription) deliver(msg *adapter.Message) {
+	if s.closed.Load() {
+		return
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			s.t.log.Error("cluster: subscription handler panicked", "nsp", s.nsp, "uid", s.uid, "type", msg.Type.String(), "panic", fmt.Sprint(r))
+		}
+	}()
+	s.h(msg)
+}
+
+// channelSets returns the subscribe commands to keep alive: one SUBSCRIBE
+// for both channels, or, with sharded pub/sub, one SSUBSCRIBE per channel
+// (the two channels hash to different slots, maybe different shards).
+func (s *subscription) channelSets() [][]string {
+	if s.t.opts.UseShardedPubSub {
+		return [][]string{{s.public}, {s.private}}
+	}
+	return [][]string{{s.public, s.private}}
+}
+
+// receiveLoop keeps channels subscribed until ctx is done: it resubscribes
+// after every failure, with backoff.
+func (s *subscription) receiveLoop(ctx context.Context, channels []string) {
+	defer s.wg.Done()
+	t := s.t
+	var bo backoff
+	var marked atomic.Bool
+	for ctx.Err() == nil {
+		if !t.waitConnected(ctx) {
+			return
+		}
+		c := t.client
+		var cmd rueidis.Completed
+		if t.opts.UseShardedPubSub {
+			cmd = c.B().Ssubscribe().Channel(channels...).Build()
+		} else {
+			cmd = c.B().Subscribe().Channel(channels...).Build()
+		}
+		confirmed := 0
+		var subscribed atomic.Bool
+		hctx := rueidis.WithOnSubscriptionHook(ctx, func(ps rueidis.PubSubSubscription) {
+			if ps.Kind != "subscribe" && ps.Kind != "ssubscribe" {
+				return
+			}
+			confirmed++
+			if confirmed == len(channels) {
+				t.health.ok()
+				subscribed.Store(true)
+				if !marked.Swap(true) {
+					s.markReady()
+				}
+			}
+		})
+		// A connection of its own: unsubscribing is closing it (rueidis
+		// ends a Receive on cancellation without UNSUBSCRIBE), and NUMSUB
+		// then stops counting this adapter at once.
+		dc, release := c.Dedicate()
+		err := dc.Receive(hctx, cmd, func(m rueidis.PubSubMessage) { s.onPubSub(m) })
+		dc.Close()
+		release()
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			// Unsubscribed by someone else (a server-side kill of
+			// the subscription): subscribe again.
+			continue
+		}
+		if subscribed.Load() {
+			bo.reset()
+		}
+		t.health.fail(err)
+		t.log.Debug("cluster: pub/sub subscription lost", "channels", channels, "err", err)
+		if !bo.wait(ctx, t.health) {
+			return
+		}
+	}
+}
+
+func (s *subscription) markReady() {
+	if s.nReady.Add(1) == s.want {
+		s.readyOne.Do(func() { close(s.ready) })
+	}
+}
+
+// onPubSub runs on the goroutine of receiveLoop; it must not block for long,
+// so it only queues for the dispatcher.
+func (s *subscription) onPubSub(m rueidis.PubSubMessage) {
+	t := s.t
+	t.metrics.pubsubReceived.Inc()
+	msg, err := t.codec.DecodePubSub([]byte(m.Message))
+	if err != nil {
+		t.malformed("pubsub", "", err, slog.String("channel", m.Channel))
+		return
+	}
+	if m.Channel == s.public && msg.UID == s.uid {
+		return // our own publication
+	}
+	if msg.Nsp != s.nsp {
+		t.malformed("pubsub", "", decodeErr(ErrBadPayload, fmt.Errorf("namespace %q on the channel of %q", msg.Nsp, s.nsp)), slog.String("channel", m.Channel))
+		return
+	}
+	t.dispatch.push(delivery{sub: s, msg: msg})
+}
