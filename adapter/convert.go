@@ -237,7 +237,7 @@ func socketInfo(s socket.SocketDetails) SocketInfo {
 	if h := s.Handshake(); h != nil {
 		info.Handshake = Handshake{
 			Headers: nodeHeaders(h.Headers),
-			Time:    h.Time,
+			Time:    nodeTime(h.Time),
 			Address: nodeAddress(h.Address),
 			Xdomain: h.Xdomain,
 			Secure:  h.Secure,
@@ -329,4 +329,22 @@ func nodeAddress(a string) string {
 		return host
 	}
 	return a
+}
+
+// nodeTime rewrites zishang520's handshake time (RFC 3339) the way Node
+// writes it, Date.prototype.toString(), so that Node code reading a Go
+// socket's handshake sees its own format. Anything else passes unchanged.
+func nodeTime(s string) string {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return s
+	}
+	zone, _ := t.Zone()
+	switch zone {
+	case "UTC":
+		zone = "Coordinated Universal Time"
+	case "":
+		zone = t.Format("-07:00")
+	}
+	return t.Format("Mon Jan 02 2006 15:04:05 GMT-0700") + " (" + zone + ")"
 }
