@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
+	"github.com/zishang520/socket.io/parsers/socket/v3/parser"
 	"github.com/zishang520/socket.io/servers/socket/v3"
 	"github.com/zishang520/socket.io/v3/pkg/types"
 )
@@ -70,12 +72,11 @@ func (b *Broadcast) Compress(on bool) *Broadcast {
 }
 
 // operators returns one zishang520 operator per target namespace.
-func (b *Broadcast) operators(timeout *time.Duration) []*socket.BroadcastOperator {
+func (b *Broadcast) operators() []*socket.BroadcastOperator {
 	nsps := targets(b.nsp)
 	ops := make([]*socket.BroadcastOperator, len(nsps))
 	for i, nsp := range nsps {
 		flags := b.flags
-		flags.Timeout = timeout
 		ops[i] = socket.NewBroadcastOperator(nsp.Adapter(),
 			types.NewSet(toRooms(b.rooms)...), types.NewSet(toRooms(b.except)...), &flags)
 	}
@@ -88,7 +89,7 @@ func (b *Broadcast) Emit(event string, args ...any) error {
 		return err
 	}
 	wire := toWireArgs(args)
-	for _, op := range b.operators(nil) {
+	for _, op := range b.operators() {
 		if err := op.Emit(event, wire...); err != nil {
 			return fmt.Errorf("broadcast %q: %w", event, err)
 		}
@@ -101,6 +102,12 @@ func (b *Broadcast) Emit(event string, args ...any) error {
 // value per client when each acks with one value, as in Node). ctx must have
 // a deadline: it is the ack timeout. When some clients do not answer in time
 // it returns the responses it got and an error wrapping ErrAckTimeout.
+//
+// It drives the adapter's BroadcastWithAck itself rather than through
+// zishang520's BroadcastOperator: the operator's timeout timer reads the
+// packet id the adapter writes without synchronization (a data race on every
+// timed-out broadcast, reported by -race), and a caller's deadline racing
+// that timer lost the responses already received (TestBroadcastWithAck).
 func (b *Broadcast) EmitWithAck(ctx context.Context, event string, args ...any) ([]any, error) {
 	if err := checkEventName(event); err != nil {
 		return nil, err
@@ -109,37 +116,110 @@ func (b *Broadcast) EmitWithAck(ctx context.Context, event string, args ...any) 
 	if !ok {
 		return nil, fmt.Errorf("broadcast %q with ack: ctx has no deadline", event)
 	}
-	type result struct {
-		args []any
-		err  error
-	}
 	timeout := max(time.Until(dl), time.Millisecond)
-	ops := b.operators(&timeout)
-	ch := make(chan result, len(ops))
+	flags := b.flags
+	flags.Timeout = &timeout
+	c := &ackCollector{done: make(chan struct{}), expectedServers: -1}
 	wire := toWireArgs(args)
-	for _, op := range ops {
-		err := op.Emit(event, append(slices.Clip(wire), socket.Ack(func(a []any, err error) {
-			ch <- result{fromWire(a), err}
-		}))...)
-		if err != nil {
-			return nil, fmt.Errorf("broadcast %q: %w", event, err)
-		}
+	type sent struct {
+		nsp    socket.Namespace
+		packet *parser.Packet
 	}
-	var all []any
-	var timedOut bool
-	for range ops {
-		select {
-		case r := <-ch:
-			all = append(all, r.args...)
-			timedOut = timedOut || r.err != nil
-		case <-ctx.Done():
-			return all, ackContextError("broadcast", event, ctx.Err())
-		}
+	var sends []sent
+	var servers int64
+	for _, nsp := range targets(b.nsp) {
+		p := &parser.Packet{Type: parser.EVENT, Data: append([]any{event}, wire...)}
+		nsp.Adapter().BroadcastWithAck(p, &socket.BroadcastOptions{
+			Rooms:  types.NewSet(toRooms(b.rooms)...),
+			Except: types.NewSet(toRooms(b.except)...),
+			Flags:  &flags,
+		}, c.clientCount, c.response)
+		servers += nsp.Adapter().ServerCount()
+		sends = append(sends, sent{nsp, p})
 	}
-	if timedOut {
-		return all, fmt.Errorf("broadcast %q: %w: %w", event, ErrAckTimeout, context.DeadlineExceeded)
+	c.setExpectedServers(servers)
+
+	var err error
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		err = ackContextError("broadcast", event, ctx.Err())
+	}
+	all, complete := c.result()
+	if !complete {
+		// Drop the pending acks, so that late answers find nothing and the
+		// sockets do not keep the callbacks.
+		for _, s := range sends {
+			if s.packet.Id == nil {
+				continue
+			}
+			id := *s.packet.Id
+			s.nsp.Sockets().Range(func(_ socket.SocketId, sock *socket.Socket) bool {
+				sock.Acks().Delete(id)
+				return true
+			})
+		}
+		return all, err
 	}
 	return all, nil
+}
+
+// ackCollector gathers the answers of a broadcast with ack: it is complete
+// when every server has said how many clients it reached and that many
+// clients answered.
+type ackCollector struct {
+	mu              sync.Mutex
+	responses       []any
+	answered        uint64
+	expectedClients uint64
+	servers         int64
+	expectedServers int64 // -1 until known
+	closed          bool
+	done            chan struct{}
+}
+
+func (c *ackCollector) clientCount(n uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.expectedClients += n
+	c.servers++
+	c.check()
+}
+
+func (c *ackCollector) response(args []any, _ error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	c.responses = append(c.responses, fromWire(args)...)
+	c.answered++
+	c.check()
+}
+
+func (c *ackCollector) setExpectedServers(n int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.expectedServers = n
+	c.check()
+}
+
+// check closes done when complete; c.mu is held.
+func (c *ackCollector) check() {
+	if !c.closed && c.expectedServers >= 0 && c.servers >= c.expectedServers && c.answered >= c.expectedClients {
+		c.closed = true
+		close(c.done)
+	}
+}
+
+// result returns the responses so far and whether they are complete, and
+// stops collecting.
+func (c *ackCollector) result() ([]any, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	complete := c.closed
+	c.closed = true
+	return c.responses, complete
 }
 
 // FetchSockets returns the selected sockets, cluster-wide.
@@ -148,7 +228,7 @@ func (b *Broadcast) FetchSockets(ctx context.Context) ([]*RemoteSocket, error) {
 		sockets []*socket.RemoteSocket
 		err     error
 	}
-	ops := b.operators(nil)
+	ops := b.operators()
 	ch := make(chan result, len(ops))
 	for _, op := range ops {
 		op.FetchSockets()(func(s []*socket.RemoteSocket, err error) { ch <- result{s, err} })
@@ -176,14 +256,14 @@ func (b *Broadcast) FetchSockets(ctx context.Context) ([]*RemoteSocket, error) {
 
 // SocketsJoin makes the selected sockets join rooms.
 func (b *Broadcast) SocketsJoin(rooms ...string) {
-	for _, op := range b.operators(nil) {
+	for _, op := range b.operators() {
 		op.SocketsJoin(toRooms(rooms)...)
 	}
 }
 
 // SocketsLeave makes the selected sockets leave rooms.
 func (b *Broadcast) SocketsLeave(rooms ...string) {
-	for _, op := range b.operators(nil) {
+	for _, op := range b.operators() {
 		op.SocketsLeave(toRooms(rooms)...)
 	}
 }
@@ -191,7 +271,7 @@ func (b *Broadcast) SocketsLeave(rooms ...string) {
 // DisconnectSockets disconnects the selected sockets; with closeConn their
 // connections are closed too.
 func (b *Broadcast) DisconnectSockets(closeConn bool) {
-	for _, op := range b.operators(nil) {
+	for _, op := range b.operators() {
 		op.DisconnectSockets(closeConn)
 	}
 }

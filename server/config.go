@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -57,6 +59,10 @@ type Config struct {
 
 	// Recovery configures connection state recovery. Off by default.
 	Recovery RecoveryConfig
+
+	// Redis clusters the server over Redis Streams when Redis.URL is set.
+	// Default: no clustering, the in-memory adapter.
+	Redis RedisConfig
 
 	// ShutdownTimeout bounds Run's graceful shutdown after its context ends.
 	// Default 10s.
@@ -122,6 +128,7 @@ func (c Config) withDefaults() Config {
 	if c.Path == "" {
 		c.Path = DefaultPath
 	}
+	c.CORSOrigins = normalizeOrigins(c.CORSOrigins)
 	if c.PingInterval == 0 {
 		c.PingInterval = DefaultPingInterval
 	}
@@ -146,6 +153,7 @@ func (c Config) withDefaults() Config {
 	if c.Recovery.MaxDisconnection == 0 {
 		c.Recovery.MaxDisconnection = DefaultMaxDisconnection
 	}
+	c.Redis = c.Redis.withDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -159,6 +167,13 @@ func (c Config) Validate() error {
 	bad := func(opt, format string, args ...any) error {
 		return &ConfigError{Option: opt, Reason: fmt.Sprintf(format, args...)}
 	}
+	_, port, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		return bad("addr", "%q is not host:port (%v)", c.Addr, err)
+	}
+	if n, err := strconv.Atoi(port); err == nil && (n < 0 || n > 65535) || err != nil && !isServiceName(port) {
+		return bad("addr", "%q: %q is not a port", c.Addr, port)
+	}
 	if !strings.HasPrefix(c.Path, "/") {
 		return bad("path", "%q must start with /", c.Path)
 	}
@@ -170,7 +185,7 @@ func (c Config) Validate() error {
 			continue
 		}
 		u, err := url.Parse(o)
-		if err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+		if err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 			return bad("cors-origins", "%q is not an origin like https://example.com or *", o)
 		}
 	}
@@ -206,5 +221,38 @@ func (c Config) Validate() error {
 		}
 		seen[t] = true
 	}
-	return nil
+	return c.Redis.validate()
+}
+
+// isServiceName reports whether port may be a service name such as "http",
+// which net.Listen resolves.
+func isServiceName(port string) bool {
+	if port == "" {
+		return false
+	}
+	for _, r := range port {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// normalizeOrigins returns origins as browsers send them in the Origin
+// header (lower-case scheme and host, no trailing slash), so that
+// "https://Example.com/" matches: the CORS check compares strings.
+func normalizeOrigins(origins []string) []string {
+	if origins == nil {
+		return nil
+	}
+	out := make([]string, len(origins))
+	for i, o := range origins {
+		u, err := url.Parse(o)
+		if o == "*" || err != nil || u.Scheme == "" || u.Host == "" || u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" {
+			out[i] = o // Validate reports it
+			continue
+		}
+		out[i] = strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host)
+	}
+	return out
 }

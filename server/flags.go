@@ -20,11 +20,20 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.PingInterval, "ping-interval", d.PingInterval, "interval between two pings (env SOCKSTREAM_PING_INTERVAL)")
 	fs.DurationVar(&c.PingTimeout, "ping-timeout", d.PingTimeout, "time to wait for a pong (env SOCKSTREAM_PING_TIMEOUT)")
 	fs.DurationVar(&c.ConnectTimeout, "connect-timeout", d.ConnectTimeout, "time a client has to join a namespace (env SOCKSTREAM_CONNECT_TIMEOUT)")
+	fs.DurationVar(&c.UpgradeTimeout, "upgrade-timeout", d.UpgradeTimeout, "bound on the upgrade from polling to WebSocket (env SOCKSTREAM_UPGRADE_TIMEOUT)")
 	fs.Int64Var(&c.MaxPayload, "max-payload", d.MaxPayload, "largest message a client may send, in bytes (env SOCKSTREAM_MAX_PAYLOAD)")
+	// The Var flags show the field's value as their default: set it, as the
+	// other flags do.
+	if len(c.Transports) == 0 {
+		c.Transports = d.Transports
+	}
 	fs.Var(transportsFlag{&c.Transports}, "transports", "comma-separated transports: polling,websocket (env SOCKSTREAM_TRANSPORTS)")
+	fs.BoolVar(&c.DisableUpgrades, "disable-upgrades", c.DisableUpgrades, "forbid the upgrade from polling to WebSocket (env SOCKSTREAM_DISABLE_UPGRADES)")
 	fs.BoolVar(&c.Recovery.Enabled, "recovery", c.Recovery.Enabled, "enable connection state recovery (env SOCKSTREAM_RECOVERY)")
 	fs.DurationVar(&c.Recovery.MaxDisconnection, "recovery-max-disconnection", d.Recovery.MaxDisconnection, "how long a disconnected session is kept (env SOCKSTREAM_RECOVERY_MAX_DISCONNECTION)")
+	fs.BoolVar(&c.Recovery.SkipMiddlewares, "recovery-skip-middlewares", c.Recovery.SkipMiddlewares, "skip the middlewares for a recovered connection (env SOCKSTREAM_RECOVERY_SKIP_MIDDLEWARES)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "bound on graceful shutdown (env SOCKSTREAM_SHUTDOWN_TIMEOUT)")
+	c.Redis.registerFlags(fs, d.Redis)
 }
 
 // LoadEnv sets the options found in the environment, read through lookup
@@ -39,7 +48,7 @@ func (c *Config) LoadEnv(lookup func(string) (string, bool)) error {
 		if err != nil {
 			return
 		}
-		name := EnvPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		name := EnvName(f.Name)
 		v, ok := lookup(name)
 		if !ok {
 			return
@@ -54,6 +63,19 @@ func (c *Config) LoadEnv(lookup func(string) (string, bool)) error {
 	*c = n
 	return nil
 }
+
+// EnvName is the environment variable LoadEnv reads for the flag named
+// flagName: SOCKSTREAM_ and the name in upper case with _ for -, such as
+// SOCKSTREAM_PING_INTERVAL for -ping-interval; -redis is SOCKSTREAM_REDIS_URL.
+func EnvName(flagName string) string {
+	if v, ok := envNames[flagName]; ok {
+		return EnvPrefix + v
+	}
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// envNames are the exceptions to the rule of EnvName.
+var envNames = map[string]string{"redis": "REDIS_URL"}
 
 type listFlag struct{ p *[]string }
 

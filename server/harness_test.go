@@ -103,6 +103,7 @@ type report struct {
 	Error     string `json:"error"`
 	Seq       int    `json:"seq"`
 	Connected bool   `json:"connected"`
+	Recovered bool   `json:"recovered"`
 	line      string
 }
 
@@ -128,7 +129,7 @@ func startDriver(t testing.TB) *driver {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Skip("node not found: the client tests need Node and testdata/node_modules")
+		t.Fatal("node not found: the client tests need Node and testdata/node_modules (make test installs them)")
 	}
 	script, err := filepath.Abs("../testdata/client/driver.js")
 	if err != nil {

@@ -40,6 +40,11 @@ type Socket struct {
 	anyHandlers  []func(*Event)
 	onDisconnect []func(reason string)
 	counted      bool // counted in the connected-sockets gauge
+	// disconnecting is set by the first "disconnecting" event, with the
+	// reason the disconnect handlers get.
+	disconnecting bool
+	reason        string
+	fireOnce      sync.Once
 }
 
 // wrap returns the *Socket of raw, creating it on first use (in a middleware
@@ -110,29 +115,43 @@ func (s *Socket) dispatch(e *Event) {
 // whatever goroutine closes it. The disconnect handlers are queued behind
 // the packets zishang520 has not processed yet, so that they run after the
 // handlers of the events that came before the disconnection.
+//
+// zishang520's _onclose is not atomic: two closes racing (a ping timeout or
+// a transport close against Shutdown's) both emit "disconnecting", and the
+// task queue of the socket drops what is enqueued after the other close shut
+// it. Each call therefore enqueues the (once-only) disconnection, before its
+// own close shuts the queue, so that at least one of them runs; without it
+// Shutdown waited forever for handlers that never ran (TestMaxPayload).
 func (s *Socket) onDisconnecting(args ...any) {
-	reason := ""
-	if len(args) > 0 {
-		reason = fmt.Sprint(args[0])
-	}
-	reason = s.srv.disconnectReason(s.raw, reason)
-	s.srv.busy.add()
 	s.mu.Lock()
+	first := !s.disconnecting
+	s.disconnecting = true
 	counted := s.counted
 	s.counted = false
+	if first {
+		reason := ""
+		if len(args) > 0 {
+			reason = fmt.Sprint(args[0])
+		}
+		s.reason = s.srv.disconnectReason(s.raw, reason)
+		s.srv.busy.add()
+	}
+	reason := s.reason
 	s.mu.Unlock()
 	if counted {
 		s.srv.metrics.socketDisconnected(s.Namespace(), reason)
 	}
 	s.raw.Enqueue(func() {
-		s.queue.push(func() {
-			defer s.srv.busy.done()
-			s.mu.Lock()
-			hs := s.onDisconnect
-			s.mu.Unlock()
-			for _, h := range hs {
-				h(reason)
-			}
+		s.fireOnce.Do(func() {
+			s.queue.push(func() {
+				defer s.srv.busy.done()
+				s.mu.Lock()
+				hs := s.onDisconnect
+				s.mu.Unlock()
+				for _, h := range hs {
+					h(reason)
+				}
+			})
 		})
 	})
 }
@@ -157,8 +176,16 @@ func (s *Socket) Namespace() string { return s.raw.Nsp().Name() }
 // packets) was restored from a previous connection.
 func (s *Socket) Recovered() bool { return s.raw.Recovered() }
 
-// Connected reports whether the socket is still connected.
-func (s *Socket) Connected() bool { return s.raw.Connected() }
+// Connected reports whether the socket is still connected. It is false from
+// the moment the socket starts disconnecting, so that the disconnect
+// handlers, which may run before zishang520 has finished closing the socket,
+// see it false.
+func (s *Socket) Connected() bool {
+	s.mu.Lock()
+	leaving := s.disconnecting
+	s.mu.Unlock()
+	return !leaving && s.raw.Connected()
+}
 
 // Context is cancelled when the socket disconnects (or, in a middleware, when
 // its connection is refused). Use it to stop work started for the client.

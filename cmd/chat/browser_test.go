@@ -12,8 +12,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/sockstream/sockstream/server"
 )
 
 var updateScreenshot = flag.Bool("update-screenshot", false, "copy the browser test's screenshot to docs/chat.png")
@@ -111,7 +109,8 @@ func countOf(s []string, v string) (n int) {
 	return n
 }
 
-func TestBrowserOneNode(t *testing.T) {
-	url := startChat(t, server.Config{Recovery: server.RecoveryConfig{Enabled: true}})
-	runBrowser(t, url, url)
+// TestBrowserCluster: two pages on two nodes clustered over a real Redis.
+func TestBrowserCluster(t *testing.T) {
+	urlA, urlB := startClusteredChat(t)
+	runBrowser(t, urlA, urlB)
 }

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sockstream/sockstream/internal/redistest"
 	"github.com/sockstream/sockstream/server"
 )
 
@@ -75,6 +77,47 @@ func runClients(t *testing.T, urlA, urlB string) (map[string]map[string]any, map
 func TestChatWithOfficialClients(t *testing.T) {
 	url := startChat(t, server.Config{})
 	checkChat(t, url, url)
+}
+
+// startClusteredChat starts a real Redis and two chat nodes sharing it, with
+// connection state recovery, and returns their URLs.
+func startClusteredChat(t *testing.T) (string, string) {
+	t.Helper()
+	r := redistest.StartStandalone(t)
+	cfg := server.Config{
+		Recovery: server.RecoveryConfig{Enabled: true},
+		Redis:    server.RedisConfig{URL: r.URL(), HeartbeatInterval: 500 * time.Millisecond, HeartbeatTimeout: 2 * time.Second},
+	}
+	urlA, urlB := startChat(t, cfg), startChat(t, cfg)
+	waitReady(t, urlA, urlB)
+	return urlA, urlB
+}
+
+// waitReady waits until every node's /readyz says its cluster is up.
+func waitReady(t *testing.T, urls ...string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for _, u := range urls {
+		for {
+			resp, err := http.Get(u + "/readyz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never became ready: %v", u, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// TestChatCluster: the same scenario with the two clients on two nodes.
+func TestChatCluster(t *testing.T) {
+	urlA, urlB := startClusteredChat(t)
+	checkChat(t, urlA, urlB)
 }
 
 // checkChat runs the client scenario and checks every answer.

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -40,8 +41,14 @@ func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
 	historySize := fs.Int("history", 50, "messages of each room kept for those who join later")
+	// The flag package prints the whole usage on a bad value; one line
+	// naming the option is what an operator needs, usage on -h only.
+	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(os.Stderr)
+			fmt.Fprintln(os.Stderr, "usage: chat [options]")
+			fs.PrintDefaults()
 			return nil
 		}
 		return err

@@ -21,7 +21,7 @@
 //   {"op":"state","id":"a","seq":1}             reports transport and connected
 //   {"op":"exit"}
 //
-// Reports: {"id","type":"connect","sid","transport"}, {"type":"connect_error",
+// Reports: {"id","type":"connect","sid","transport","recovered"}, {"type":"connect_error",
 // "message","data"}, {"type":"disconnect","reason"}, {"type":"upgrade",
 // "transport"}, {"type":"event","event","args","n"} (n set when the server
 // asked for an ack), {"type":"ack","ack","args"|"error"}, {"type":"state",...},
@@ -74,7 +74,7 @@ function transportOf(socket) {
 
 function watch(id, socket) {
   socket.on("connect", () => {
-    out({ id, type: "connect", sid: socket.id, transport: transportOf(socket) });
+    out({ id, type: "connect", sid: socket.id, transport: transportOf(socket), recovered: socket.recovered });
   });
   socket.on("connect_error", (err) => {
     out({ id, type: "connect_error", message: err.message, data: enc(err.data === undefined ? null : err.data) });
@@ -119,7 +119,9 @@ function handle(cmd) {
       clients.set(cmd.id, socket);
       pendingAcks.set(cmd.id, new Map());
       watch(cmd.id, socket);
-      if (cmd.manager) socket.connect();
+      // Manager.socket connects at once when the Manager auto-connects;
+      // a second connect() would send a second CONNECT for the namespace.
+      if (cmd.manager && !socket.active) socket.connect();
       return;
     }
     case "emit": {

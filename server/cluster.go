@@ -1,0 +1,224 @@
+package server
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/rueidis"
+	"github.com/sockstream/sockstream/adapter"
+	"github.com/sockstream/sockstream/cluster"
+	"github.com/sockstream/sockstream/recovery"
+)
+
+// RedisConfig clusters the server over Redis Streams: with URL set, the
+// server uses sockstream's cluster adapter (wire compatible with Node's
+// @socket.io/redis-streams-adapter) instead of the in-memory one, and
+// broadcasts, rooms operations, FetchSockets and server-side emits reach
+// every server on the same Redis and stream. Zero fields take the defaults
+// of package cluster, which are Node's.
+type RedisConfig struct {
+	// URL is the Redis server, redis://[user:password@]host:port[/db] or
+	// rediss:// for TLS; a Redis Cluster is
+	// redis://host1:port1?addr=host2:port2&addr=host3:port3. Empty means no
+	// clustering (the in-memory adapter).
+	URL string
+
+	// StreamName is the stream (or, with StreamCount > 1, the prefix of the
+	// streams) the servers share. Default "socket.io", as Node.
+	StreamName string
+	// StreamCount spreads the namespaces over that many streams, to spread
+	// the load over the shards of a Redis Cluster. Default 1.
+	StreamCount int
+	// MaxLen is the approximate maximum length of each stream. Default
+	// 10000.
+	MaxLen int64
+	// ChannelPrefix is the prefix of the pub/sub channels (heartbeats,
+	// requests and responses). Default "socket.io".
+	ChannelPrefix string
+	// ShardedPubSub uses SPUBLISH/SSUBSCRIBE (Redis 7+), for Redis Cluster.
+	ShardedPubSub bool
+
+	// HeartbeatInterval is how often each server tells the others it is
+	// alive. Default 5s.
+	HeartbeatInterval time.Duration
+	// HeartbeatTimeout is how long a silent server is still counted, for
+	// the requests that wait for every server's answer. Default 10s; it
+	// must exceed HeartbeatInterval.
+	HeartbeatTimeout time.Duration
+	// RequestTimeout bounds FetchSockets and ServerSideEmitWithAck across
+	// the cluster, and each Redis command. Default 5s.
+	RequestTimeout time.Duration
+}
+
+// Enabled reports whether the server clusters over Redis.
+func (r RedisConfig) Enabled() bool { return r.URL != "" }
+
+func (r RedisConfig) withDefaults() RedisConfig {
+	if r.StreamName == "" {
+		r.StreamName = cluster.DefaultStreamName
+	}
+	if r.StreamCount == 0 {
+		r.StreamCount = cluster.DefaultStreamCount
+	}
+	if r.MaxLen == 0 {
+		r.MaxLen = cluster.DefaultMaxLen
+	}
+	if r.ChannelPrefix == "" {
+		r.ChannelPrefix = cluster.DefaultChannelPrefix
+	}
+	if r.HeartbeatInterval == 0 {
+		r.HeartbeatInterval = cluster.DefaultHeartbeatInterval
+	}
+	if r.HeartbeatTimeout == 0 {
+		r.HeartbeatTimeout = cluster.DefaultHeartbeatTimeout
+	}
+	if r.RequestTimeout == 0 {
+		r.RequestTimeout = cluster.DefaultRequestTimeout
+	}
+	return r
+}
+
+// validate checks r, defaults applied; options are named by their flags.
+func (r RedisConfig) validate() error {
+	bad := func(opt, format string, args ...any) error {
+		return &ConfigError{Option: opt, Reason: fmt.Sprintf(format, args...)}
+	}
+	if r.URL != "" {
+		// Neither error repeats the URL: it may hold a password.
+		u, err := url.Parse(r.URL)
+		if err != nil {
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			return bad("redis", "not a URL: %v", err)
+		}
+		if _, err := rueidis.ParseURL(r.URL); err != nil {
+			return bad("redis", "%s: %v", u.Redacted(), err)
+		}
+		if u.Host == "" && u.Scheme != "unix" {
+			return bad("redis", "%s has no host:port", u.Redacted())
+		}
+	}
+	switch {
+	case r.StreamCount < 1 || r.StreamCount > 1024:
+		return bad("redis-stream-count", "%d is not between 1 and 1024", r.StreamCount)
+	case r.MaxLen < 0:
+		return bad("redis-max-len", "%d is negative", r.MaxLen)
+	case r.HeartbeatInterval < time.Millisecond:
+		return bad("redis-heartbeat-interval", "%v is below 1ms", r.HeartbeatInterval)
+	case r.HeartbeatTimeout <= r.HeartbeatInterval:
+		return bad("redis-heartbeat-timeout", "%v is not longer than the heartbeat interval %v", r.HeartbeatTimeout, r.HeartbeatInterval)
+	case r.RequestTimeout < time.Millisecond:
+		return bad("redis-request-timeout", "%v is below 1ms", r.RequestTimeout)
+	}
+	return nil
+}
+
+// registerFlags defines the flags of RedisConfig; d holds the defaults.
+func (r *RedisConfig) registerFlags(fs *flag.FlagSet, d RedisConfig) {
+	fs.StringVar(&r.URL, "redis", d.URL, "Redis URL to cluster over, redis://host:port (env SOCKSTREAM_REDIS_URL); empty: single node")
+	fs.StringVar(&r.StreamName, "redis-stream-name", d.StreamName, "Redis stream shared by the servers (env SOCKSTREAM_REDIS_STREAM_NAME)")
+	fs.IntVar(&r.StreamCount, "redis-stream-count", d.StreamCount, "number of streams the namespaces are spread over (env SOCKSTREAM_REDIS_STREAM_COUNT)")
+	fs.Int64Var(&r.MaxLen, "redis-max-len", d.MaxLen, "approximate maximum length of each stream (env SOCKSTREAM_REDIS_MAX_LEN)")
+	fs.StringVar(&r.ChannelPrefix, "redis-channel-prefix", d.ChannelPrefix, "prefix of the Redis pub/sub channels (env SOCKSTREAM_REDIS_CHANNEL_PREFIX)")
+	fs.BoolVar(&r.ShardedPubSub, "redis-sharded-pubsub", d.ShardedPubSub, "use sharded pub/sub, Redis 7+ (env SOCKSTREAM_REDIS_SHARDED_PUBSUB)")
+	fs.DurationVar(&r.HeartbeatInterval, "redis-heartbeat-interval", d.HeartbeatInterval, "interval between two heartbeats of a server (env SOCKSTREAM_REDIS_HEARTBEAT_INTERVAL)")
+	fs.DurationVar(&r.HeartbeatTimeout, "redis-heartbeat-timeout", d.HeartbeatTimeout, "silence after which a server is no longer counted (env SOCKSTREAM_REDIS_HEARTBEAT_TIMEOUT)")
+	fs.DurationVar(&r.RequestTimeout, "redis-request-timeout", d.RequestTimeout, "bound on cluster requests and Redis commands (env SOCKSTREAM_REDIS_REQUEST_TIMEOUT)")
+}
+
+// setupCluster builds the cluster adapter when Config.Redis is enabled and
+// no WithAdapter option gave another. New calls it once the metrics are
+// registered, before it builds the zishang520 server.
+func (s *Server) setupCluster(o *options) error {
+	if !s.cfg.Redis.Enabled() || o.adapter != nil {
+		return nil
+	}
+	opt, err := clusterOption(s.cfg.Redis, s.cfg.Recovery.Enabled, s.log, s.registry)
+	if err != nil {
+		return err
+	}
+	opt(o)
+	return nil
+}
+
+// clusterOption builds what clusters a server over Redis as r says: the
+// Redis Streams transport, the adapter over it, /readyz following the
+// transport's readiness, and the transport closed at Shutdown, after the
+// clients and the namespace adapters. The transport connects in the
+// background: New does not wait for Redis, and /readyz answers 503 until
+// Redis answers. r has its defaults applied.
+//
+// With recovery, sessions are kept in Redis and the missed packets read
+// from the stream, as Node's adapter does: a client recovers on any server
+// of the cluster. The zishang520 in-memory adapter cannot do that.
+func clusterOption(r RedisConfig, recovering bool, log *slog.Logger, reg prometheus.Registerer) (Option, error) {
+	tr, err := cluster.New(cluster.Options{
+		URL:               r.URL,
+		StreamName:        r.StreamName,
+		StreamCount:       r.StreamCount,
+		MaxLen:            r.MaxLen,
+		ChannelPrefix:     r.ChannelPrefix,
+		UseShardedPubSub:  r.ShardedPubSub,
+		HeartbeatInterval: r.HeartbeatInterval,
+		HeartbeatTimeout:  r.HeartbeatTimeout,
+		RequestTimeout:    r.RequestTimeout,
+		Logger:            log,
+		Registerer:        reg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("redis cluster transport: %w", err)
+	}
+	acfg := adapter.Config{
+		HeartbeatInterval: r.HeartbeatInterval,
+		HeartbeatTimeout:  r.HeartbeatTimeout,
+		RequestTimeout:    r.RequestTimeout,
+		Logger:            log,
+		Registerer:        reg,
+	}
+	if recovering {
+		sessions, err := redisSessions(tr, r, log, reg)
+		if err != nil {
+			return nil, errors.Join(err, tr.Close())
+		}
+		acfg.Sessions = sessions
+	}
+	b, err := adapter.New(tr, acfg)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("cluster adapter: %w", err), tr.Close())
+	}
+	u, _ := url.Parse(r.URL)
+	log.Info("sockstream clustering over Redis Streams", "redis", u.Redacted(), "stream", r.StreamName, "streams", r.StreamCount, "recovery", recovering)
+	return WithAdapter(b, tr.Ready, tr.Close), nil
+}
+
+// redisSessions is connection state recovery over the transport's client:
+// sessions under Node's keys, missed packets read from the streams the
+// transport writes.
+func redisSessions(tr *cluster.Transport, r RedisConfig, log *slog.Logger, reg prometheus.Registerer) (*recovery.Sessions, error) {
+	m, err := recovery.NewMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("recovery metrics: %w", err)
+	}
+	plog, err := recovery.NewStreamLog(tr.Client(), recovery.StreamLogOptions{
+		StreamName:  r.StreamName,
+		StreamCount: r.StreamCount,
+		Metrics:     m,
+		Logger:      log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("recovery packet log: %w", err)
+	}
+	return &recovery.Sessions{
+		Store:   recovery.NewRedisStore(tr.Client(), ""),
+		Log:     plog,
+		Metrics: m,
+		Logger:  log,
+	}, nil
+}
