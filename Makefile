@@ -17,6 +17,7 @@ cluster-demo: $(CLIENT_JS) deps-redis
 	$(GO) build -o bin/chat ./cmd/chat
 	@dir=$$(mktemp -d); \
 	redis-server --port $(DEMO_REDIS_PORT) --bind 127.0.0.1 --save '' --appendonly no --dir $$dir --loglevel warning & r=$$!; \
+	until redis-cli -p $(DEMO_REDIS_PORT) ping >/dev/null 2>&1; do sleep 0.1; done; \
 	bin/chat -addr :3000 -redis redis://127.0.0.1:$(DEMO_REDIS_PORT) & a=$$!; \
 	bin/chat -addr :3001 -redis redis://127.0.0.1:$(DEMO_REDIS_PORT) & b=$$!; \
 	trap 'kill $$a $$b $$r 2>/dev/null; wait; rm -rf $$dir' INT TERM EXIT; \
