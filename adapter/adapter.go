@@ -76,6 +76,8 @@ type NamespaceAdapter struct {
 	wg          sync.WaitGroup
 
 	lastWarn atomic.Int64 // unix nanos of the last rate-limited warning
+
+	sessions sessionState // connection state recovery handovers (session.go)
 }
 
 // outItem is one queued operation: a message to publish (nil for a
@@ -362,8 +364,7 @@ func (a *NamespaceAdapter) Broadcast(packet *parser.Packet, opts *socket.Broadca
 	opts = cloneOptions(opts)
 	local := fromWirePacket(wire) // own data slice: the offset is appended to it
 	it := &outItem{local: func(offset string) {
-		a.addOffset(local, opts, offset)
-		a.Adapter.Broadcast(local, opts)
+		a.deliver(local, opts, offset, pathOut)
 	}}
 	if !isLocal(opts) {
 		if isVolatile(opts) && !a.transport.Ready() {
@@ -571,22 +572,6 @@ func (a *NamespaceAdapter) ServerSideEmit(packet []any) error {
 	a.register(r, a.opts.RequestTimeout)
 	a.push(&outItem{msg: a.message(ServerSideEmit, &ServerSideEmitData{RequestID: r.id, Packet: normalizeArgs(packet)})})
 	return nil
-}
-
-// PersistSession hands the session to Config.Sessions, if any.
-func (a *NamespaceAdapter) PersistSession(session *socket.SessionToPersist) {
-	if a.opts.Sessions != nil {
-		a.opts.Sessions.PersistSession(a.name, session)
-	}
-}
-
-// RestoreSession asks Config.Sessions, if any, for the session and the
-// packets missed since offset.
-func (a *NamespaceAdapter) RestoreSession(pid socket.PrivateSessionId, offset string) (*socket.Session, error) {
-	if a.opts.Sessions == nil {
-		return nil, nil
-	}
-	return a.opts.Sessions.RestoreSession(a.name, pid, offset)
 }
 
 func (a *NamespaceAdapter) isClosing() bool {

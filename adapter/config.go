@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/zishang520/socket.io/servers/socket/v3"
 )
 
 // Default values of Config, used for zero fields.
@@ -43,23 +42,13 @@ type Config struct {
 	Registerer prometheus.Registerer
 
 	// Sessions, when set, persists and restores the sessions of connection
-	// state recovery (PersistSession / RestoreSession of socket.Adapter).
-	// Nil means what Node's ClusterAdapter does: nothing is persisted and
-	// no session is ever restored (the offsets are still appended to
-	// packets when recovery is enabled).
+	// state recovery (PersistSession / RestoreSession of socket.Adapter);
+	// recovery.Sessions implements it. The adapter hands a restored socket
+	// over from the replayed packets to live delivery without loss or
+	// duplicate (see session.go). Nil means what Node's ClusterAdapter
+	// does: nothing is persisted and no session is ever restored (the
+	// offsets are still appended to packets when recovery is enabled).
 	Sessions SessionStore
-}
-
-// SessionStore is the seam through which a recovery implementation plugs into
-// the adapter. Both methods are called from socket.io goroutines and must be
-// safe for concurrent use.
-type SessionStore interface {
-	// PersistSession stores the session of a socket of namespace nsp that
-	// disconnected for a recoverable reason.
-	PersistSession(nsp string, session *socket.SessionToPersist)
-	// RestoreSession returns the session and the packets missed after
-	// offset, or (nil, nil) when it cannot be restored.
-	RestoreSession(nsp string, pid socket.PrivateSessionId, offset string) (*socket.Session, error)
 }
 
 // withDefaults validates o and fills its zero fields.

@@ -154,8 +154,7 @@ func (a *NamespaceAdapter) apply(msg *Message) {
 		d := msg.Data.(*BroadcastData)
 		packet, opts := fromWirePacket(d.Packet), fromWireOptions(d.Opts)
 		if d.RequestID == "" {
-			a.addOffset(packet, opts, msg.Offset)
-			a.Adapter.Broadcast(packet, opts)
+			a.deliver(packet, opts, msg.Offset, pathIn)
 			a.m.broadcastsRecv.Inc()
 			return
 		}

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strconv"
 	"time"
+
+	"github.com/sockstream/sockstream/internal/msgpack"
 )
 
-// This file holds a small MessagePack encoder and decoder instead of a general
+// This file holds a small MessagePack encoder (the decoder is
+// internal/msgpack, shared with package recovery) instead of a general
 // library because the wire format needs three things a reflection-based codec
 // does not give: the exact bytes @msgpack/msgpack 2.x writes (smallest integer
 // form, integral floats written as integers, str8, map keys in the order Node
@@ -17,247 +19,13 @@ import (
 // documents (numbers as float64, as JavaScript sees them), and hard bounds on
 // what hostile input can make us allocate.
 
-// maxDepth bounds the nesting of decoded and encoded values. @msgpack/msgpack
-// refuses to encode deeper than 100 levels, so nothing legitimate comes near.
-const maxDepth = 256
+// maxDepth bounds the nesting of encoded values, as internal/msgpack bounds
+// decoded ones.
+const maxDepth = msgpack.MaxDepth
 
 // timestampExt is the MessagePack extension type of timestamps, which is how
 // @msgpack/msgpack encodes a JavaScript Date.
-const timestampExt = -1
-
-var errMsgpackTruncated = errors.New("truncated input")
-
-// mpDecoder decodes MessagePack into the generic values of this package: nil,
-// bool, float64, string, []byte, []any, map[string]any and Date.
-type mpDecoder struct {
-	buf []byte
-	pos int
-}
-
-// decodeMsgpack decodes exactly one value from b; trailing bytes are an error,
-// as they are for @msgpack/msgpack's decode.
-func decodeMsgpack(b []byte) (any, error) {
-	d := mpDecoder{buf: b}
-	v, err := d.value(0)
-	if err != nil {
-		return nil, fmt.Errorf("at byte %d: %w", d.pos, err)
-	}
-	if d.pos != len(b) {
-		return nil, fmt.Errorf("%d trailing bytes after the value", len(b)-d.pos)
-	}
-	return v, nil
-}
-
-func (d *mpDecoder) remaining() int { return len(d.buf) - d.pos }
-
-func (d *mpDecoder) next(n int) ([]byte, error) {
-	if n < 0 || n > d.remaining() {
-		return nil, errMsgpackTruncated
-	}
-	b := d.buf[d.pos : d.pos+n]
-	d.pos += n
-	return b, nil
-}
-
-func (d *mpDecoder) uint(n int) (uint64, error) {
-	b, err := d.next(n)
-	if err != nil {
-		return 0, err
-	}
-	switch n {
-	case 1:
-		return uint64(b[0]), nil
-	case 2:
-		return uint64(binary.BigEndian.Uint16(b)), nil
-	case 4:
-		return uint64(binary.BigEndian.Uint32(b)), nil
-	default:
-		return binary.BigEndian.Uint64(b), nil
-	}
-}
-
-// length reads an n-byte length and checks that at least min bytes per
-// element are left, so a forged length cannot make us allocate.
-func (d *mpDecoder) length(n, min int) (int, error) {
-	u, err := d.uint(n)
-	if err != nil {
-		return 0, err
-	}
-	if u > uint64(d.remaining()/min) {
-		return 0, errMsgpackTruncated
-	}
-	return int(u), nil
-}
-
-func (d *mpDecoder) value(depth int) (any, error) {
-	if depth > maxDepth {
-		return nil, errors.New("nesting too deep")
-	}
-	c, err := d.uint(1)
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case c <= 0x7f:
-		return float64(c), nil
-	case c >= 0xe0:
-		return float64(int8(c)), nil
-	case c >= 0x80 && c <= 0x8f:
-		return d.mapOf(int(c&0x0f), depth)
-	case c >= 0x90 && c <= 0x9f:
-		return d.arrayOf(int(c&0x0f), depth)
-	case c >= 0xa0 && c <= 0xbf:
-		return d.str(int(c & 0x1f))
-	}
-	switch c {
-	case 0xc0:
-		return nil, nil
-	case 0xc2:
-		return false, nil
-	case 0xc3:
-		return true, nil
-	case 0xc4, 0xc5, 0xc6:
-		n, err := d.length(1<<(c-0xc4), 1)
-		if err != nil {
-			return nil, err
-		}
-		b, _ := d.next(n)
-		return append([]byte{}, b...), nil
-	case 0xc7, 0xc8, 0xc9:
-		n, err := d.length(1<<(c-0xc7), 1)
-		if err != nil {
-			return nil, err
-		}
-		return d.ext(n)
-	case 0xca:
-		u, err := d.uint(4)
-		return float64(math.Float32frombits(uint32(u))), err
-	case 0xcb:
-		u, err := d.uint(8)
-		return math.Float64frombits(u), err
-	case 0xcc, 0xcd, 0xce, 0xcf:
-		u, err := d.uint(1 << (c - 0xcc))
-		return float64(u), err
-	case 0xd0:
-		u, err := d.uint(1)
-		return float64(int8(u)), err
-	case 0xd1:
-		u, err := d.uint(2)
-		return float64(int16(u)), err
-	case 0xd2:
-		u, err := d.uint(4)
-		return float64(int32(u)), err
-	case 0xd3:
-		u, err := d.uint(8)
-		return float64(int64(u)), err
-	case 0xd4, 0xd5, 0xd6, 0xd7, 0xd8:
-		return d.ext(1 << (c - 0xd4))
-	case 0xd9, 0xda, 0xdb:
-		n, err := d.length(1<<(c-0xd9), 1)
-		if err != nil {
-			return nil, err
-		}
-		return d.str(n)
-	case 0xdc, 0xdd:
-		n, err := d.length(2<<(c-0xdc), 1)
-		if err != nil {
-			return nil, err
-		}
-		return d.arrayOf(n, depth)
-	case 0xde, 0xdf:
-		n, err := d.length(2<<(c-0xde), 2)
-		if err != nil {
-			return nil, err
-		}
-		return d.mapOf(n, depth)
-	}
-	return nil, fmt.Errorf("invalid type code 0x%02x", c)
-}
-
-func (d *mpDecoder) str(n int) (any, error) {
-	b, err := d.next(n)
-	if err != nil {
-		return nil, err
-	}
-	return string(b), nil
-}
-
-func (d *mpDecoder) arrayOf(n int, depth int) (any, error) {
-	if n > d.remaining() {
-		return nil, errMsgpackTruncated
-	}
-	a := make([]any, n)
-	for i := range a {
-		v, err := d.value(depth + 1)
-		if err != nil {
-			return nil, err
-		}
-		a[i] = v
-	}
-	return a, nil
-}
-
-func (d *mpDecoder) mapOf(n int, depth int) (any, error) {
-	if n > d.remaining()/2 {
-		return nil, errMsgpackTruncated
-	}
-	m := make(map[string]any, n)
-	for range n {
-		k, err := d.value(depth + 1)
-		if err != nil {
-			return nil, err
-		}
-		var key string
-		switch k := k.(type) {
-		case string:
-			key = k
-		case float64:
-			// @msgpack/msgpack accepts number keys and JavaScript turns
-			// them into property names.
-			key = jsNumberString(k)
-		default:
-			return nil, fmt.Errorf("map key of type %T", k)
-		}
-		v, err := d.value(depth + 1)
-		if err != nil {
-			return nil, err
-		}
-		m[key] = v
-	}
-	return m, nil
-}
-
-func (d *mpDecoder) ext(n int) (any, error) {
-	t, err := d.uint(1)
-	if err != nil {
-		return nil, err
-	}
-	b, err := d.next(n)
-	if err != nil {
-		return nil, err
-	}
-	if int8(t) != timestampExt {
-		return nil, fmt.Errorf("unsupported extension type %d", int8(t))
-	}
-	switch n {
-	case 4:
-		return Date{time.Unix(int64(binary.BigEndian.Uint32(b)), 0).UTC()}, nil
-	case 8:
-		u := binary.BigEndian.Uint64(b)
-		nsec := int64(u >> 34)
-		if nsec > 999999999 {
-			return nil, errors.New("timestamp nanoseconds out of range")
-		}
-		return Date{time.Unix(int64(u&0x3ffffffff), nsec).UTC()}, nil
-	case 12:
-		nsec := int64(binary.BigEndian.Uint32(b))
-		if nsec > 999999999 {
-			return nil, errors.New("timestamp nanoseconds out of range")
-		}
-		return Date{time.Unix(int64(binary.BigEndian.Uint64(b[4:])), nsec).UTC()}, nil
-	}
-	return nil, fmt.Errorf("timestamp of %d bytes", n)
-}
+const timestampExt = msgpack.TimestampExt
 
 // mpEncoder appends the MessagePack encoding of the values produced by
 // normalize to buf, byte for byte as @msgpack/msgpack encodes the same
@@ -421,33 +189,11 @@ func (e *mpEncoder) timestamp(t time.Time) {
 	}
 }
 
-// jsNumberString formats f as JavaScript's String(f) does, which is also how
-// JSON.stringify writes a finite number.
-func jsNumberString(f float64) string {
-	return string(appendJSNumber(nil, f))
-}
+// appendJSNumber appends f as JavaScript's String(f) writes it.
+func appendJSNumber(b []byte, f float64) []byte { return msgpack.AppendJSNumber(b, f) }
 
-func appendJSNumber(b []byte, f float64) []byte {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return append(b, "null"...)
-	}
-	if f == 0 {
-		return append(b, '0') // -0 too, as JavaScript prints it
-	}
-	// Same rule as encoding/json, which follows ECMAScript's Number::toString.
-	abs := math.Abs(f)
-	format := byte('f')
-	if abs < 1e-6 || abs >= 1e21 {
-		format = 'e'
-	}
-	b = strconv.AppendFloat(b, f, format, -1, 64)
-	if format == 'e' {
-		// clean up e-09 to e-9
-		n := len(b)
-		if n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-			b[n-2] = b[n-1]
-			b = b[:n-1]
-		}
-	}
-	return b
-}
+// decodeMsgpack decodes exactly one value; see internal/msgpack.
+func decodeMsgpack(b []byte) (any, error) { return mpDecoder.Decode(b) }
+
+// mpDecoder gives decoded timestamps their JavaScript JSON form (Date).
+var mpDecoder = msgpack.Decoder{Time: func(t time.Time) any { return Date{t} }}

@@ -12,46 +12,59 @@
 //   - Store keeps sessions: RedisStore (SET PX / GETDEL, Node's encoding) in
 //     a cluster, MemoryStore on a single node. Take returns a session at
 //     most once.
-//   - PacketLog is the history of broadcasts: MemoryLog on a single node;
-//     the Redis stream (package cluster) in a cluster.
+//   - PacketLog is the history of broadcasts: StreamLog reads the Redis
+//     stream the cluster transport writes, in COUNT-bounded XRANGE batches;
+//     MemoryLog keeps a bounded history in memory.
 //   - Restore (or a Restorer, with metrics) takes the session and reads the
 //     missed packets; it fails with a *RestoreError whose Reason is
 //     expired, trimmed, invalid or error, never with a partial restore.
+//   - Sessions is the adapter.SessionStore that plugs all of it into the
+//     cluster adapter (adapter.Config.Sessions).
+//   - LocalTransport runs the cluster adapter on a single node without
+//     Redis, feeding a MemoryLog.
 //
 // # What goes where
 //
 // On an abnormal disconnection (transport error or close, ping timeout,
 // forced close, server shutting down) the adapter persists
-// Session{SID, PID, Rooms (the socket's own id included), Data, Nsp} with
-// the maximum disconnection duration as ttl. On a reconnection carrying a
-// pid and an offset it calls Restore; on success the socket takes the
-// session's id, joins its rooms, gets its data, and is sent
-// MissedPackets, each one's last argument being its offset.
+// Session{SID, PID, Rooms (the socket's own id included), Data, Nsp,
+// Origin, Marks} with the maximum disconnection duration as ttl. On a
+// reconnection carrying a pid and an offset it calls Restore; on success
+// the socket takes the session's id, joins its rooms, gets its data, and is
+// sent MissedPackets, each one's last argument being its offset.
+//
+// # Which packets were missed
+//
+// A node delivers its own broadcasts as soon as they are written to the
+// log, and the other nodes' when its reader gets them: the two interleave
+// out of log order, so the client's last offset alone does not tell which
+// packets it was sent. The adapter records, for the last packets sent to
+// each socket, what it had delivered of each kind at that moment (Marks,
+// see adapter.DeliveryMark); Restore finds the mark of the client's offset
+// and replays exactly the packets the client had not been sent. Without a
+// mark (a session persisted by Node) it reads after the offset, as Node
+// does.
 //
 // # Handover
 //
-// While a restore reads the log, broadcasts keep arriving on the live path
-// (the stream reader, or local publications). Node's package orders
-// nothing between the two, so a client reconnecting during traffic
-// sometimes misses, or gets twice, the packets published right at its
-// reconnection. Restore exposes the one exact point where replay ends:
+// While a restore reads the log, broadcasts keep arriving on the live path.
+// Restore exposes the one exact point where replay ends:
 // Restored.LastOffset, the last log entry as it was when the read began.
-// The adapter hands over at it:
+// The adapter hands over at it (adapter/session.go):
 //
 //  1. before calling Restore, start holding back, for this socket, every
-//     broadcast of the namespace delivered live from now on (they are in
-//     the log, or will be, at an offset after whatever the live path had
-//     delivered before);
+//     broadcast of the namespace delivered live from now on;
 //  2. call Restore; it reads up to LastOffset and no further, however fast
 //     the log grows;
-//  3. with live delivery for the namespace paused, join the socket to its
-//     rooms, send MissedPackets, then the held-back packets for which
-//     Restored.Wants is true (those at or before LastOffset were already
-//     in the replay or deliberately left out: Restored.Covers), in arrival
-//     order; then resume live delivery, which now reaches the socket
-//     directly.
+//  3. once socket.io has connected the socket (the missed packets are
+//     written by then), write it the held-back packets after LastOffset
+//     that select its rooms (Restored.Wants), in arrival order, with live
+//     delivery stopped; from then on live delivery reaches it directly,
+//     minus the packets at or before LastOffset (Restored.Covers).
 //
 // Packets without an offset (volatile ones, broadcasts with acks) are not
-// in the log and cannot be ordered against it: they are best effort, as in
-// live delivery.
+// replayed and cannot be ordered against the log: they are best effort, as
+// in live delivery.
+//
+// docs/recovery.md states the guarantees, the limits and the knobs.
 package recovery

@@ -17,6 +17,10 @@ type Packet struct {
 	Offset string
 	// Nsp is the namespace the packet was broadcast to.
 	Nsp string
+	// UID is the publisher's namespace adapter uid ("" when unknown): with
+	// a session's delivery marks it tells which live path of the node the
+	// session came from delivered the packet.
+	UID string
 	// Data is the event name followed by its arguments, without the offset
 	// (the restore appends it). It is shared with the log: read it, never
 	// modify it.

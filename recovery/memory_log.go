@@ -2,6 +2,7 @@ package recovery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -57,6 +58,7 @@ type logEntry struct {
 	id     Offset
 	offset string // id.String(), computed once
 	nsp    string
+	uid    string
 	data   []any
 	opts   PacketOptions
 }
@@ -90,7 +92,36 @@ func (l *MemoryLog) Append(nsp string, data []any, opts PacketOptions) string {
 		id.Seq = 1 // Redis refuses 0-0 as an id; stay valid for it
 	}
 	l.last, l.hasLast = id, true
+	l.appendLocked(now, id, nsp, "", data, opts)
+	return id.String()
+}
 
+// ErrOutOfOrder is returned by MemoryLog.AppendAt for an offset that is not
+// after the newest offset of the log.
+var ErrOutOfOrder = errors.New("recovery: offset not after the end of the log")
+
+// AppendAt records the broadcast p at p.Offset, chosen elsewhere (by a
+// transport that numbers its messages itself), which must be after every
+// offset appended so far: a log that accepted an older offset after a
+// restore had read past it would hand that restore an incomplete replay.
+// Like Append, it copies p.Data's slice and shares its values.
+func (l *MemoryLog) AppendAt(p Packet) error {
+	id, err := ParseOffset(p.Offset)
+	if err != nil {
+		return err
+	}
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.hasLast && id.Compare(l.last) <= 0 {
+		return fmt.Errorf("%w: %s after %s", ErrOutOfOrder, p.Offset, l.last)
+	}
+	l.last, l.hasLast = id, true
+	l.appendLocked(now, id, p.Nsp, p.UID, p.Data, p.Opts)
+	return nil
+}
+
+func (l *MemoryLog) appendLocked(now time.Time, id Offset, nsp, uid string, data []any, opts PacketOptions) {
 	l.trimAgeLocked(now)
 	if l.n == l.maxLen {
 		l.dropOldestLocked()
@@ -102,11 +133,11 @@ func (l *MemoryLog) Append(nsp string, data []any, opts PacketOptions) string {
 		id:     id,
 		offset: id.String(),
 		nsp:    nsp,
+		uid:    uid,
 		data:   slices.Clone(data),
 		opts:   PacketOptions{Rooms: slices.Clone(opts.Rooms), Except: slices.Clone(opts.Except), Volatile: opts.Volatile},
 	}
 	l.n++
-	return id.String()
 }
 
 // growLocked doubles the ring (up to maxLen), moving the entries to its
@@ -187,7 +218,7 @@ func (l *MemoryLog) ReadAfter(ctx context.Context, nsp, offset string, visit fun
 		for a := cursor + 1; a <= stop; a++ {
 			e := l.at(int(a - l.first))
 			if e.nsp == nsp {
-				batch = append(batch, Packet{Offset: e.offset, Nsp: e.nsp, Data: e.data, Opts: e.opts})
+				batch = append(batch, Packet{Offset: e.offset, Nsp: e.nsp, UID: e.uid, Data: e.data, Opts: e.opts})
 			}
 		}
 		l.mu.Unlock()

@@ -12,13 +12,19 @@ import (
 //	sockstream_recovery_attempts_total{result}            counter
 //	sockstream_recovery_restore_duration_seconds{result}  histogram
 //	sockstream_recovery_replayed_packets_total            counter
+//	sockstream_recovery_malformed_entries_total           counter
+//	sockstream_recovery_sessions_persisted_total{result}  counter
 //
 // result is "recovered" or one of the Reason values: "expired", "trimmed",
-// "invalid", "error".
+// "invalid", "error". Malformed entries are stream entries of the namespace
+// a restore skipped because they do not decode. Persisted sessions are
+// counted by result, "ok" or "error" (see Sessions).
 type Metrics struct {
-	attempts *prometheus.CounterVec
-	duration *prometheus.HistogramVec
-	replayed prometheus.Counter
+	attempts  *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	replayed  prometheus.Counter
+	malformed prometheus.Counter
+	persisted *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them on reg. A nil reg keeps
@@ -39,7 +45,17 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "sockstream_recovery_replayed_packets_total",
 			Help: "Missed packets handed back to recovered sockets.",
 		}),
+		malformed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sockstream_recovery_malformed_entries_total",
+			Help: "Stream entries of a restored namespace skipped because they do not decode.",
+		}),
+		persisted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sockstream_recovery_sessions_persisted_total",
+			Help: "Sessions persisted at an abnormal disconnection, by result (ok, error).",
+		}, []string{"result"}),
 	}
+	m.persisted.WithLabelValues("ok")
+	m.persisted.WithLabelValues("error")
 	// Every result exists from the start, so a rate() over a result that
 	// has not happened yet reads 0, not "no data".
 	for _, r := range []string{resultRecovered, string(ReasonExpired), string(ReasonTrimmed), string(ReasonInvalid), string(ReasonError)} {
@@ -47,7 +63,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		m.duration.WithLabelValues(r)
 	}
 	if reg != nil {
-		cs := []prometheus.Collector{m.attempts, m.duration, m.replayed}
+		cs := []prometheus.Collector{m.attempts, m.duration, m.replayed, m.malformed, m.persisted}
 		for i, c := range cs {
 			if err := reg.Register(c); err != nil {
 				for _, done := range cs[:i] { // all or nothing
@@ -71,4 +87,21 @@ func (m *Metrics) observe(result string, d time.Duration, replayed int) {
 	if replayed > 0 {
 		m.replayed.Add(float64(replayed))
 	}
+}
+
+func (m *Metrics) malformedEntries(n int) {
+	if m != nil {
+		m.malformed.Add(float64(n))
+	}
+}
+
+func (m *Metrics) sessionPersisted(err error) {
+	if m == nil {
+		return
+	}
+	if err != nil {
+		m.persisted.WithLabelValues("error").Inc()
+		return
+	}
+	m.persisted.WithLabelValues("ok").Inc()
 }

@@ -3,6 +3,7 @@ package recovery
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 )
@@ -174,8 +175,13 @@ func (r *Restorer) restore(ctx context.Context, pid, offset, nsp string) (*Resto
 		rooms[room] = struct{}{}
 	}
 	var missed [][]any
-	end, err := r.Log.ReadAfter(ctx, nsp, offset, func(p Packet) error {
-		if p.Nsp != nsp || p.Opts.Volatile || !shouldInclude(rooms, p.Opts) {
+	from, unsent := replayPlan(sess, offset)
+	seen := from == offset // the log checks that from exists
+	end, err := r.Log.ReadAfter(ctx, nsp, from, func(p Packet) error {
+		if p.Offset == offset {
+			seen = true
+		}
+		if p.Nsp != nsp || p.Opts.Volatile || !unsent(p) || !shouldInclude(rooms, p.Opts) {
 			return nil
 		}
 		// A fresh slice: appending to p.Data could write into the log's
@@ -189,6 +195,11 @@ func (r *Restorer) restore(ctx context.Context, pid, offset, nsp string) (*Resto
 	if err != nil {
 		return nil, &RestoreError{Reason: readReason(err), Err: err}
 	}
+	if !seen {
+		// The client's offset is not a broadcast of the namespace in the
+		// log: trimmed, or made up.
+		return nil, &RestoreError{Reason: ReasonTrimmed, Err: fmt.Errorf("%w: %s", ErrOffsetNotFound, offset)}
+	}
 	last, err := ParseOffset(end)
 	if err != nil {
 		// The log broke its contract; treat it as a backend failure
@@ -196,6 +207,57 @@ func (r *Restorer) restore(ctx context.Context, pid, offset, nsp string) (*Resto
 		return nil, &RestoreError{Reason: ReasonError, Err: err}
 	}
 	return &Restored{Session: *sess, MissedPackets: missed, LastOffset: end, last: last, rooms: rooms}, nil
+}
+
+// replayPlan returns where to read the log from and which packets read the
+// client had not been sent, for a client whose last offset is offset.
+//
+// By the offset alone (Node's rule) the client was sent everything up to
+// it: read after it, keep everything. With the mark of offset (see Mark),
+// the client was sent exactly the origin node's own packets up to
+// mark.Own and the others' up to mark.Others: read from the oldest of the
+// three and keep, per publisher, what is after its bound. A path with no
+// delivery yet falls back to the offset.
+func replayPlan(s *Session, offset string) (from string, unsent func(Packet) bool) {
+	all := func(Packet) bool { return true }
+	if s.Origin == "" {
+		return offset, all
+	}
+	var mark *Mark
+	for i := len(s.Marks) - 1; i >= 0; i-- {
+		if s.Marks[i].Offset == offset {
+			mark = &s.Marks[i]
+			break
+		}
+	}
+	l, err := ParseOffset(offset)
+	if mark == nil || err != nil {
+		return offset, all
+	}
+	own, others, start := l, l, l
+	if o, err := ParseOffset(mark.Own); err == nil {
+		own = o
+	}
+	if o, err := ParseOffset(mark.Others); err == nil {
+		others = o
+	}
+	for _, o := range []Offset{own, others} {
+		if o.Compare(start) < 0 {
+			start = o
+		}
+	}
+	origin := s.Origin
+	return start.String(), func(p Packet) bool {
+		o, err := ParseOffset(p.Offset)
+		if err != nil {
+			return false
+		}
+		bound := others
+		if p.UID == origin {
+			bound = own
+		}
+		return o.Compare(bound) > 0
+	}
 }
 
 func takeReason(err error) Reason {

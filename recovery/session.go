@@ -34,6 +34,22 @@ type Session struct {
 	// cannot do (a pid from namespace A would restore into namespace B,
 	// carrying A's data past B's middlewares).
 	Nsp string
+	// Origin is the uid of the namespace adapter the socket was on, and
+	// Marks what that node had delivered when it sent each of the last
+	// packets to the socket (adapter.DeliveryMark). With them a restore
+	// knows exactly which packets the client had been sent before its
+	// offset; without them (a session Node persisted, or a client offset
+	// older than the marks) it relies on the offset alone, as Node does.
+	// Node ignores both.
+	Origin string
+	Marks  []Mark
+}
+
+// Mark is an adapter.DeliveryMark: when the node delivered the packet at
+// Offset, it had delivered its own packets up to Own and the other nodes'
+// up to Others ("" for none).
+type Mark struct {
+	Offset, Own, Others string
 }
 
 // Store keeps sessions between a socket's disconnection and its recovery.
@@ -108,6 +124,9 @@ func pidHash(pid string) string {
 func cloneSession(s Session) Session {
 	if s.Rooms != nil {
 		s.Rooms = append([]string(nil), s.Rooms...)
+	}
+	if s.Marks != nil {
+		s.Marks = append([]Mark(nil), s.Marks...)
 	}
 	return s
 }
