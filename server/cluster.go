@@ -134,10 +134,14 @@ func (r *RedisConfig) registerFlags(fs *flag.FlagSet, d RedisConfig) {
 }
 
 // setupCluster builds the cluster adapter when Config.Redis is enabled and
-// no WithAdapter option gave another. New calls it once the metrics are
+// no WithAdapter option gave another (and, without Redis, the adapter of
+// single-node recovery: see setupLocalRecovery). New calls it once the metrics are
 // registered, before it builds the zishang520 server.
 func (s *Server) setupCluster(o *options) error {
-	if !s.cfg.Redis.Enabled() || o.adapter != nil {
+	if !s.cfg.Redis.Enabled() {
+		return s.setupLocalRecovery(o)
+	}
+	if o.adapter != nil {
 		return nil
 	}
 	opt, err := clusterOption(s.cfg.Redis, s.cfg.Recovery.Enabled, s.log, s.registry)
