@@ -15,7 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/zishang520/socket.io/servers/engine/v3"
+	"github.com/sockstream/sockstream/internal/engineio"
 	"github.com/zishang520/socket.io/servers/engine/v3/transports"
 	"github.com/zishang520/socket.io/servers/socket/v3"
 	"github.com/zishang520/socket.io/v3/pkg/types"
@@ -82,6 +82,9 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
 	s.metrics = m
+	if err := s.setupCluster(&o); err != nil {
+		return nil, err
+	}
 
 	so := socket.DefaultServerOptions()
 	so.SetPath(strings.TrimSuffix(cfg.Path, "/"))
@@ -92,13 +95,16 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	so.SetMaxHttpBufferSize(cfg.MaxPayload)
 	so.SetAllowUpgrades(!cfg.DisableUpgrades)
 	so.SetServeClient(false)
+	// internal/engineio's transports correct upstream's where it answers
+	// differently from Node; Polling needs the engine, attached below.
+	polling := engineio.NewPolling(cfg.Logger)
 	ts := types.NewSet[transports.TransportCtor]()
 	for _, t := range cfg.Transports {
 		switch t {
 		case Polling:
-			ts.Add(engine.Polling)
+			ts.Add(polling)
 		case WebSocket:
-			ts.Add(engine.WebSocket)
+			ts.Add(engineio.WebSocket{})
 		}
 	}
 	so.SetTransports(ts)
@@ -125,6 +131,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 
 	s.io = socket.NewServer(nil, so)
 	s.engine = s.io.ServeHandler(nil)
+	polling.Attach(s.io.Engine())
 	s.mux = http.NewServeMux()
 	s.mux.Handle(cfg.Path, s.engine)
 	if trimmed := strings.TrimSuffix(cfg.Path, "/"); trimmed != cfg.Path && trimmed != "" {

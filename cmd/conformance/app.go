@@ -6,9 +6,11 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/sockstream/sockstream/internal/engineio"
 	"github.com/sockstream/sockstream/server"
 	"github.com/zishang520/socket.io/servers/engine/v3"
 	"github.com/zishang520/socket.io/servers/engine/v3/config"
+	"github.com/zishang520/socket.io/servers/engine/v3/transports"
 	"github.com/zishang520/socket.io/v3/pkg/types"
 )
 
@@ -41,12 +43,9 @@ func newApp(log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	onConnection := func(s *server.Socket) {
-		auth := s.Handshake().Auth
-		if auth == nil {
-			// The suite expects `{}` when the client sent no payload, as Node does.
-			auth = map[string]any{}
-		}
-		_ = s.Emit("auth", auth)
+		// server.Socket's Handshake().Auth is {} when the client sent none,
+		// as in Node; the suite checks `42["auth",{}]`.
+		_ = s.Emit("auth", s.Handshake().Auth)
 		s.On("message", func(e *server.Event) {
 			_ = s.Emit("message-back", e.Args...)
 		})
@@ -57,21 +56,25 @@ func newApp(log *slog.Logger) (*app, error) {
 	srv.OnConnection(onConnection)
 	srv.Of("/custom").OnConnection(onConnection)
 
-	eng := newEngine()
+	eng := newEngine(log)
 	srv.Mux().Handle("/engine.io/", eng)
 	return &app{srv: srv, engine: eng}, nil
 }
 
 // newEngine builds the bare Engine.IO server of the engine.io-protocol suite:
-// every message a client sends comes back as is.
-func newEngine() engine.Server {
+// every message a client sends comes back as is. Its long-polling transport
+// carries the corrections of internal/engineio, as server.Server's does.
+func newEngine(log *slog.Logger) engine.Server {
+	polling := engineio.NewPolling(log)
 	opts := config.DefaultServerOptions()
 	opts.SetPingInterval(pingInterval)
 	opts.SetPingTimeout(pingTimeout)
 	opts.SetMaxHttpBufferSize(maxPayload)
-	opts.SetCors(&types.Cors{Origin: "*", Credentials: true})
-	opts.SetTransports(types.NewSet(engine.Polling, engine.WebSocket))
+	// As the suite README: origin "*", no credentials.
+	opts.SetCors(&types.Cors{Origin: "*"})
+	opts.SetTransports(types.NewSet[transports.TransportCtor](polling, engineio.WebSocket{}))
 	eng := engine.NewServer(opts)
+	polling.Attach(eng)
 	_ = eng.On("connection", func(args ...any) {
 		sock, ok := args[0].(engine.Socket)
 		if !ok {

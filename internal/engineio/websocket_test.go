@@ -1,0 +1,112 @@
+package engineio_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/gorilla/websocket"
+	"github.com/sockstream/sockstream/internal/engineio"
+	"github.com/sockstream/sockstream/internal/engineio/eiotest"
+	"github.com/zishang520/socket.io/parsers/engine/v3/packet"
+	"github.com/zishang520/socket.io/servers/engine/v3/transports"
+	"github.com/zishang520/socket.io/v3/pkg/types"
+)
+
+// wsTransportUnderTest serves one WebSocket connection with the transport
+// built by engineio.WebSocket and hands the transport to the test.
+func wsTransportUnderTest(t *testing.T) (transports.Transport, *eiotest.WS) {
+	t.Helper()
+	ready := make(chan transports.Transport, 1)
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			t.Errorf("upgrade: %v", err)
+			return
+		}
+		ctx := types.NewHttpContext(w, r)
+		ctx.Websocket = &types.WebSocketConn{EventEmitter: types.NewEventEmitter(), Conn: conn}
+		ready <- engineio.WebSocket{}.New(ctx)
+	}))
+	t.Cleanup(func() {
+		hs.CloseClientConnections()
+		hs.Close()
+	})
+	ctx := testContext(t)
+	ws, err := eiotest.DialWS(ctx, hs.URL+"/engine.io/", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ws.Close() })
+	var tr transports.Transport
+	select {
+	case tr = <-ready:
+	case <-ctx.Done():
+		t.Fatal("no transport")
+	}
+	t.Cleanup(func() { tr.Close() })
+	return tr, ws
+}
+
+// The probe answer is written before Send returns (upstream only queues it),
+// so the reader handles the client's next frame after "3probe" is out.
+func TestProbeAnswerIsWrittenBeforeSendReturns(t *testing.T) {
+	tr, ws := wsTransportUnderTest(t)
+	var drained atomic.Int32
+	_ = tr.On("drain", func(...any) { drained.Add(1) })
+	tr.Send([]*packet.Packet{{Type: packet.PONG, Data: strings.NewReader("probe")}})
+	if drained.Load() != 1 {
+		t.Errorf("Send of the probe answer returned before the write (drains: %d)", drained.Load())
+	}
+	if got, err := ws.ReadText(testContext(t)); err != nil || got != "3probe" {
+		t.Errorf("frame = %q, %v; want 3probe", got, err)
+	}
+	// Other packets are queued as upstream does, and still arrive.
+	tr.Send([]*packet.Packet{{Type: packet.MESSAGE, Data: strings.NewReader("hello")}})
+	if got, err := ws.ReadText(testContext(t)); err != nil || got != "4hello" {
+		t.Errorf("frame = %q, %v; want 4hello", got, err)
+	}
+}
+
+// Sending the probe answer on a closed transport must not wait for a drain
+// that will never come.
+func TestProbeAnswerOnClosedTransportReturns(t *testing.T) {
+	tr, _ := wsTransportUnderTest(t)
+	tr.Close()
+	tr.Send([]*packet.Packet{{Type: packet.PONG, Data: strings.NewReader("probe")}})
+}
+
+// Through a whole upgrade: the client sends "2probe" and "5" at once, its
+// pending poll is answered 400, and the first WebSocket frame is "3probe".
+func TestProbeAnswerPrecedesTheUpgrade(t *testing.T) {
+	e := newEchoEngine(t, 1e6)
+	ctx := testContext(t)
+	p := e.poller()
+	if _, err := p.Handshake(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pending := asyncGet(ctx, p)
+	e.waitPollPending(t, p.SID)
+	ws, err := eiotest.DialWS(ctx, e.url, p.SID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	for _, f := range []string{"2probe", "5", "4hello"} {
+		if err := ws.Send(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The poll may get the NOOP of the upgrade check if the machine stalls
+	// for 100 ms between the two frames; either way it ends.
+	if r := <-pending; r.Status != http.StatusBadRequest && (r.Status != http.StatusOK || r.Body != "6") {
+		t.Errorf("pending poll = %d %q, want 400 (or the NOOP)", r.Status, r.Body)
+	}
+	for _, want := range []string{"3probe", "4hello"} {
+		if got, err := ws.ReadText(ctx); err != nil || got != want {
+			t.Errorf("frame = %q, %v; want %q", got, err, want)
+		}
+	}
+}
