@@ -3,6 +3,8 @@ package adapter
 import (
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -35,6 +37,7 @@ type metrics struct {
 	publishErrors    *prometheus.CounterVec // type
 	volatileDropped  prometheus.Counter
 	responsesDropped prometheus.Counter
+	peers            *peerCollector
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -80,6 +83,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "sockstream_adapter_late_responses_total",
 			Help: "Responses received for requests that had already completed or timed out.",
 		}),
+		peers: newPeerCollector(),
 	}
 	if reg == nil {
 		return m, nil
@@ -115,6 +119,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if m.responsesDropped, err = register(reg, m.responsesDropped); err != nil {
 		return nil, err
 	}
+	if m.peers, err = register(reg, m.peers); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -131,4 +138,76 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 		return c, fmt.Errorf("adapter: registering metrics: %w", err)
 	}
 	return c, nil
+}
+
+// peerCollector reports, at scrape time, each live peer's silence and each
+// adapter's uid. Computed from the adapters' own peer tables rather than
+// kept in a GaugeVec, the series exist exactly as long as the peer is
+// alive: a peer declared dead or closed disappears from the next scrape, so
+// the label cardinality is bounded by the live nodes, and no ticker has to
+// refresh ages between scrapes.
+type peerCollector struct {
+	age  *prometheus.Desc
+	info *prometheus.Desc
+
+	mu       sync.Mutex
+	adapters map[*NamespaceAdapter]struct{}
+}
+
+func newPeerCollector() *peerCollector {
+	return &peerCollector{
+		age: prometheus.NewDesc("sockstream_adapter_peer_last_seen_seconds",
+			"Seconds since the last message (a heartbeat or any other) of each live peer, by namespace and peer uid; the series goes when the peer is declared dead or closes.",
+			[]string{"nsp", "peer"}, nil),
+		info: prometheus.NewDesc("sockstream_adapter_info",
+			"1 for each running namespace adapter of this node, labelled with the uid other nodes know it by (the peer label of their sockstream_adapter_peer_last_seen_seconds).",
+			[]string{"nsp", "uid"}, nil),
+		adapters: map[*NamespaceAdapter]struct{}{},
+	}
+}
+
+func (c *peerCollector) add(a *NamespaceAdapter) {
+	c.mu.Lock()
+	c.adapters[a] = struct{}{}
+	c.mu.Unlock()
+}
+
+func (c *peerCollector) remove(a *NamespaceAdapter) {
+	c.mu.Lock()
+	delete(c.adapters, a)
+	c.mu.Unlock()
+}
+
+// Describe implements prometheus.Collector.
+func (c *peerCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.age
+	ch <- c.info
+}
+
+// Collect implements prometheus.Collector.
+func (c *peerCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	adapters := make([]*NamespaceAdapter, 0, len(c.adapters))
+	for a := range c.adapters {
+		adapters = append(adapters, a)
+	}
+	c.mu.Unlock()
+	now := time.Now()
+	// Two Builders on one registry may both see a peer: a series is sent
+	// once (the freshest), as the registry refuses duplicates.
+	type key struct{ nsp, peer string }
+	ages := map[key]float64{}
+	for _, a := range adapters {
+		ch <- prometheus.MustNewConstMetric(c.info, prometheus.GaugeValue, 1, a.name, a.uid)
+		for _, p := range a.Peers() {
+			k := key{a.name, p.UID}
+			age := max(0, now.Sub(p.LastSeen).Seconds())
+			if old, ok := ages[k]; !ok || age < old {
+				ages[k] = age
+			}
+		}
+	}
+	for k, age := range ages {
+		ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, age, k.nsp, k.peer)
+	}
 }

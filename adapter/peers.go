@@ -62,6 +62,10 @@ func (a *NamespaceAdapter) livenessLoop() {
 	case <-a.ctx.Done():
 		return
 	}
+	// Reported from the subscription to the close: the span in which the
+	// adapter tracks peers.
+	a.m.peers.add(a)
+	defer a.m.peers.remove(a)
 	hb := time.NewTicker(a.opts.HeartbeatInterval)
 	defer hb.Stop()
 	check := time.NewTicker(max(a.opts.HeartbeatTimeout/4, 5*time.Millisecond))

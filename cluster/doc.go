@@ -41,7 +41,11 @@
 // from XINFO STREAM (Redis 7+), logged at Error and counted in
 // sockstream_cluster_stream_entries_trimmed_unread_total; the
 // stream_lag_entries and stream_lag_seconds gauges warn before it happens.
-// Size MaxLen for the longest outage to be survived.
+// Size MaxLen for the longest outage to be survived. The lag gauges are
+// kept current by a probe (XINFO STREAM, once a second, only for streams
+// whose reader is not caught up): while Redis is unreachable, lag_seconds
+// is the time since the node last knew it was caught up, an upper bound
+// that keeps rising, and lag_entries keeps its last measured value.
 //
 // Writing. Durable messages go through a bounded, ordered outbox of
 // PublishBufferSize messages, written by one goroutine with pipelined XADDs

@@ -28,6 +28,9 @@ type reader struct {
 	baseAdded    int64
 	readSince    int64
 	warnedOld    bool
+
+	// lag is shared with the lag probe (see lagLoop).
+	lag lagState
 }
 
 func newReader(t *Transport, key string) *reader {
@@ -99,11 +102,17 @@ func (r *reader) start(ctx context.Context) error {
 	if !si.exists {
 		r.last = "0-0"
 		r.haveCounters, r.baseAdded, r.readSince = true, 0, 0
-		return nil
+	} else {
+		r.last = si.lastGenerated
+		r.haveCounters, r.baseAdded, r.readSince = si.recordedCounts, si.entriesAdded, 0
 	}
-	r.last = si.lastGenerated
-	r.haveCounters, r.baseAdded, r.readSince = si.recordedCounts, si.entriesAdded, 0
+	r.publishPosition()
 	return nil
+}
+
+// publishPosition hands the reader's position to the lag probe.
+func (r *reader) publishPosition() {
+	r.lag.moved(r.last, r.baseAdded+r.readSince, r.haveCounters)
 }
 
 // checkGap looks whether entries after r.last were trimmed before being
@@ -115,7 +124,7 @@ func (r *reader) checkGap(ctx context.Context) error {
 		return err
 	}
 	if !si.exists {
-		t.metrics.lagEntries.WithLabelValues(r.key).Set(0)
+		r.lag.setEntries(t.metrics, r.key, 0)
 		return nil
 	}
 	if !si.recordedCounts {
@@ -128,6 +137,7 @@ func (r *reader) checkGap(ctx context.Context) error {
 	if !r.haveCounters {
 		r.haveCounters = true
 		r.baseAdded, r.readSince = si.entriesAdded-si.length, 0
+		r.publishPosition()
 	}
 	// MAXLEN trims from the head: the entries removed are the first
 	// entriesAdded-length ever added. Those we read (or skipped at start)
@@ -140,9 +150,9 @@ func (r *reader) checkGap(ctx context.Context) error {
 		t.log.Error("cluster: stream entries were trimmed (MAXLEN) before this node read them: messages lost",
 			"stream", r.key, "last_read", r.last, "first_remaining", si.firstID, "lost", lost, "max_len", t.opts.MaxLen)
 		r.baseAdded, r.readSince = removed, 0
+		r.publishPosition()
 	}
-	lag := si.entriesAdded - (r.baseAdded + r.readSince)
-	t.metrics.lagEntries.WithLabelValues(r.key).Set(float64(max(lag, 0)))
+	r.lag.setEntries(t.metrics, r.key, si.entriesAdded-(r.baseAdded+r.readSince))
 	return nil
 }
 
@@ -218,15 +228,12 @@ func (r *reader) run() {
 		r.deliver(entries)
 		if len(entries) >= t.opts.ReadCount {
 			// Falling behind: watch for trimming and report the lag.
-			if ms, _ := splitID(r.last); ms > 0 {
-				t.metrics.lagSeconds.WithLabelValues(r.key).Set(max(0, time.Since(time.UnixMilli(int64(ms))).Seconds()))
-			}
+			r.lag.readerBehind(t.metrics, r.key, r.last, time.Now())
 			if err := r.checkGap(ctx); err != nil && ctx.Err() == nil {
 				resumed = true
 			}
 		} else {
-			t.metrics.lagSeconds.WithLabelValues(r.key).Set(0)
-			t.metrics.lagEntries.WithLabelValues(r.key).Set(0)
+			r.lag.readerCaughtUp(t.metrics, r.key, time.Now())
 		}
 	}
 }
@@ -288,5 +295,6 @@ func (r *reader) deliver(entries []rueidis.XRangeEntry) {
 		}
 	}
 	t.metrics.entriesRead.WithLabelValues(r.key).Add(float64(len(entries)))
+	r.publishPosition()
 	t.dispatch.push(ds...)
 }

@@ -100,10 +100,13 @@ func New(opts Options) (*Transport, error) {
 	t.spawn(func() { t.dispatch.run(ctx) })
 	keys := streamKeys(o.StreamName, o.StreamCount)
 	t.readers = int32(len(keys))
+	readers := make([]*reader, 0, len(keys))
 	for _, key := range keys {
 		r := newReader(t, key)
+		readers = append(readers, r)
 		t.spawn(r.run)
 	}
+	t.spawn(func() { t.lagLoop(readers) })
 	t.out.start()
 	return t, nil
 }

@@ -6,7 +6,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/zishang520/socket.io/parsers/engine/v3/packet"
+	"github.com/zishang520/socket.io/servers/engine/v3"
 	"github.com/zishang520/socket.io/servers/socket/v3"
+	"github.com/zishang520/socket.io/v3/pkg/types"
 )
 
 // serverMetrics are the metrics of the Socket.IO layer, declared in one place.
@@ -16,6 +19,14 @@ type serverMetrics struct {
 	disconnects  *prometheus.CounterVec
 	emits        *prometheus.CounterVec
 	instrumented sync.Map // socket.Namespace → struct{}
+
+	// Engine.IO level: every packet of every transport, heartbeats and
+	// handshakes included.
+	engineConns prometheus.Gauge
+	packetsIn   prometheus.Counter
+	packetsOut  prometheus.Counter
+	bytesIn     prometheus.Counter
+	bytesOut    prometheus.Counter
 }
 
 func newServerMetrics(reg prometheus.Registerer) (*serverMetrics, error) {
@@ -36,8 +47,29 @@ func newServerMetrics(reg prometheus.Registerer) (*serverMetrics, error) {
 			Name: "sockstream_socket_emits_total",
 			Help: "Events emitted to single sockets through Socket.Emit, by namespace.",
 		}, []string{"namespace"}),
+		engineConns: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sockstream_engine_connections",
+			Help: "Engine.IO connections (clients, whatever their namespaces) open on this node.",
+		}),
+		packetsIn: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sockstream_engine_packets_received_total",
+			Help: "Engine.IO packets received from clients (messages, pings, pongs, upgrades, closes).",
+		}),
+		packetsOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sockstream_engine_packets_sent_total",
+			Help: "Engine.IO packets queued for clients (messages, pings, pongs, opens, closes).",
+		}),
+		bytesIn: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sockstream_engine_received_bytes_total",
+			Help: "Payload bytes of the Engine.IO packets received (without the transport's framing).",
+		}),
+		bytesOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sockstream_engine_sent_bytes_total",
+			Help: "Payload bytes of the Engine.IO packets queued for clients (without the transport's framing).",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.connected, m.connections, m.disconnects, m.emits} {
+	for _, c := range []prometheus.Collector{m.connected, m.connections, m.disconnects, m.emits,
+		m.engineConns, m.packetsIn, m.packetsOut, m.bytesIn, m.bytesOut} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -98,4 +130,65 @@ func (s *Server) instrument(nsp socket.Namespace) {
 
 func metricsHandler(g prometheus.Gatherer) http.Handler {
 	return promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+// instrumentEngine counts the Engine.IO connections, packets and payload
+// bytes, from the events zishang520's engine socket emits synchronously:
+// "packet" for each packet received, before anything reads its payload,
+// and "packetCreate" for each packet queued, whose payload is the socket's
+// own copy (broadcasts clone it per client).
+func (s *Server) instrumentEngine() {
+	m := s.metrics
+	_ = s.io.Engine().On("connection", func(args ...any) {
+		if len(args) == 0 {
+			return
+		}
+		conn, ok := args[0].(engine.Socket)
+		if !ok {
+			return
+		}
+		m.engineConns.Inc()
+		// A connection closed before this listener ran gets no "close"
+		// event: the state is checked too, and the gauge lowered once.
+		var closed sync.Once
+		gone := func(...any) { closed.Do(m.engineConns.Dec) }
+		_ = conn.Once("close", gone)
+		if conn.ReadyState() == "closed" {
+			gone()
+		}
+		_ = conn.On("packet", func(a ...any) {
+			m.packetsIn.Inc()
+			m.bytesIn.Add(payloadSize(a))
+		})
+		_ = conn.On("packetCreate", func(a ...any) {
+			m.packetsOut.Inc()
+			m.bytesOut.Add(payloadSize(a))
+		})
+	})
+}
+
+// payloadSize is the size of the payload of the *packet.Packet in args; 0
+// for packets without one.
+func payloadSize(args []any) float64 {
+	if len(args) == 0 {
+		return 0
+	}
+	p, ok := args[0].(*packet.Packet)
+	if !ok || p == nil || p.Data == nil {
+		return 0
+	}
+	// Both embed a *types.Buffer, whose Len panics when it is nil.
+	switch d := p.Data.(type) {
+	case *types.StringBuffer:
+		if d != nil && d.Buffer != nil {
+			return float64(d.Len())
+		}
+	case *types.BytesBuffer:
+		if d != nil && d.Buffer != nil {
+			return float64(d.Len())
+		}
+	case interface{ Len() int }:
+		return float64(d.Len())
+	}
+	return 0
 }
