@@ -83,8 +83,10 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
+# -bench with -benchtime=1x runs every benchmark once, in the same build, so
+# that none can rot; the figures come from `make bench`.
 gotest:
-	$(GO) test -race -count=1 -timeout 12m ./...
+	$(GO) test -race -count=1 -bench=. -benchtime=1x -timeout 12m ./...
 
 clean:
 	rm -f $(CLIENT_JS)
