@@ -90,3 +90,5 @@ gotest:
 
 clean:
 	rm -f $(CLIENT_JS)
+
+include bench.mk

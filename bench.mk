@@ -1,0 +1,31 @@
+# Benchmarks: included by the Makefile. Not part of `make test` (which only
+# runs each Go benchmark once, with -benchtime=1x, so they cannot rot).
+
+BENCH_FLAGS ?=
+BENCHTIME   ?= 1s
+
+.PHONY: bench bench-build bench-quick bench-micro bench-smoke
+
+bench-build:
+	$(GO) build -o bin/benchapp ./cmd/benchapp
+	$(GO) build -o bin/sockstream-bench ./cmd/sockstream-bench
+
+## bench: a Redis, then two Go nodes and two Node reference nodes in turn, the
+## same scenarios against both; prints the table and writes docs/benchmarks.md
+## (the JSON and the Go profiles go to bin/). About 5 minutes on 2 cores.
+bench: deps-redis deps-node bench-build
+	bin/sockstream-bench -suite -out docs/benchmarks.md -json bin/bench-results.json \
+		-profile-dir bin/bench-profiles $(BENCH_FLAGS)
+
+## bench-quick: the same suite, tiny and short: checks that it runs end to end.
+bench-quick: deps-redis deps-node bench-build
+	bin/sockstream-bench -suite -quick $(BENCH_FLAGS)
+
+## bench-micro: the Go microbenchmarks of the hot paths (codec, XADD path,
+## local broadcast to 1,000 sockets); BENCHTIME=5s for steadier figures.
+bench-micro: deps-redis
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime=$(BENCHTIME) ./cluster ./server
+
+## bench-smoke: every Go benchmark once, without the race detector.
+bench-smoke: deps-redis
+	$(GO) test -run '^$$' -bench . -benchtime=1x ./cluster ./server
