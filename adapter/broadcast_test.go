@@ -10,14 +10,16 @@ import (
 
 	"github.com/zishang520/socket.io/servers/socket/v3"
 	"github.com/zishang520/socket.io/v3/pkg/types"
+
+	"github.com/sockstream/sockstream/internal/siotest"
 )
 
 // Three nodes, two clients on each (official Node client over WebSocket):
 // a: n0 room r1, b: n0, c: n1 room r1, d: n1 room r2, e: n2 room r2, f: n2.
-func threeNodesSixClients(t *testing.T, opts ...nodeOption) ([]*node, *clients, map[string]string) {
+func threeNodesSixClients(t *testing.T, opts ...nodeOption) ([]*node, *siotest.Clients, map[string]string) {
 	t.Helper()
 	_, nodes := newCluster(t, 3, fastConfig(), opts...)
-	c := startClients(t)
+	c := siotest.StartClients(t)
 	sids := map[string]string{}
 	layout := []struct {
 		id    string
@@ -25,7 +27,7 @@ func threeNodesSixClients(t *testing.T, opts ...nodeOption) ([]*node, *clients, 
 		rooms string
 	}{{"a", 0, "r1"}, {"b", 0, ""}, {"c", 1, "r1"}, {"d", 1, "r2"}, {"e", 2, "r2"}, {"f", 2, ""}}
 	for _, l := range layout {
-		sids[l.id] = c.connect(l.id, nodes[l.node].url+"/", map[string]string{"rooms": l.rooms, "user": "user-" + l.id}, nil)
+		sids[l.id] = c.Connect(t, l.id, nodes[l.node].url+"/", map[string]string{"rooms": l.rooms, "user": "user-" + l.id}, nil).Sid
 	}
 	return nodes, c, sids
 }
@@ -35,10 +37,10 @@ var all6 = []string{"a", "b", "c", "d", "e", "f"}
 // sentinel broadcasts event name from n to every client and waits until all
 // six got it: since one node's broadcasts reach every client in order,
 // whatever n broadcast before has arrived by then.
-func sentinel(t *testing.T, n *node, c *clients, name string) {
+func sentinel(t *testing.T, n *node, c *siotest.Clients, name string) {
 	t.Helper()
 	n.io.Emit(name)
-	c.waitN(t, "sentinel "+name, 6, 5*time.Second, isEvent(name))
+	c.WaitN(t, "sentinel "+name, 6, 5*time.Second, siotest.IsEvent(name))
 }
 
 func TestBroadcastAcrossNodes(t *testing.T) {
@@ -48,42 +50,42 @@ func TestBroadcastAcrossNodes(t *testing.T) {
 
 	t.Run("all", func(t *testing.T) {
 		n0.io.Emit("hello", 1, "two", map[string]any{"three": []any{3.5, true, nil}})
-		evs := c.waitN(t, "hello on 6 clients", 6, 5*time.Second, isEvent("hello"))
+		evs := c.WaitN(t, "hello on 6 clients", 6, 5*time.Second, siotest.IsEvent("hello"))
 		for _, ev := range evs {
-			if !equalJSON(ev.Args, []any{1, "two", map[string]any{"three": []any{3.5, true, nil}}}) {
+			if !siotest.EqualJSON(ev.Args, []any{1, "two", map[string]any{"three": []any{3.5, true, nil}}}) {
 				t.Errorf("client %s got %v", ev.ID, ev.Args)
 			}
 		}
 		sentinel(t, n0, c, "s-all")
-		if got := c.receivers("hello"); !slices.Equal(got, all6) {
+		if got := c.Receivers("hello"); !slices.Equal(got, all6) {
 			t.Errorf("receivers %v, want each client once", got)
 		}
 	})
 
 	t.Run("room", func(t *testing.T) {
 		n1.io.To("r1").Emit("to-r1", "x")
-		c.waitN(t, "to-r1", 2, 5*time.Second, isEvent("to-r1"))
+		c.WaitN(t, "to-r1", 2, 5*time.Second, siotest.IsEvent("to-r1"))
 		n1.io.To("r1", "r2").Emit("to-r1r2")
-		c.waitN(t, "to-r1r2", 4, 5*time.Second, isEvent("to-r1r2"))
+		c.WaitN(t, "to-r1r2", 4, 5*time.Second, siotest.IsEvent("to-r1r2"))
 		sentinel(t, n1, c, "s-room")
-		if got := c.receivers("to-r1"); !slices.Equal(got, []string{"a", "c"}) {
+		if got := c.Receivers("to-r1"); !slices.Equal(got, []string{"a", "c"}) {
 			t.Errorf("to-r1 receivers %v", got)
 		}
-		if got := c.receivers("to-r1r2"); !slices.Equal(got, []string{"a", "c", "d", "e"}) {
+		if got := c.Receivers("to-r1r2"); !slices.Equal(got, []string{"a", "c", "d", "e"}) {
 			t.Errorf("to-r1r2 receivers %v (a client in two rooms gets it once)", got)
 		}
 	})
 
 	t.Run("except", func(t *testing.T) {
 		n0.io.Except("r1").Emit("not-r1")
-		c.waitN(t, "not-r1", 4, 5*time.Second, isEvent("not-r1"))
+		c.WaitN(t, "not-r1", 4, 5*time.Second, siotest.IsEvent("not-r1"))
 		n0.io.To("r2").Except(socket.Room(sids["e"])).Emit("r2-not-e")
-		c.waitN(t, "r2-not-e", 1, 5*time.Second, isEvent("r2-not-e"))
+		c.WaitN(t, "r2-not-e", 1, 5*time.Second, siotest.IsEvent("r2-not-e"))
 		sentinel(t, n0, c, "s-except")
-		if got := c.receivers("not-r1"); !slices.Equal(got, []string{"b", "d", "e", "f"}) {
+		if got := c.Receivers("not-r1"); !slices.Equal(got, []string{"b", "d", "e", "f"}) {
 			t.Errorf("not-r1 receivers %v", got)
 		}
-		if got := c.receivers("r2-not-e"); !slices.Equal(got, []string{"d"}) {
+		if got := c.Receivers("r2-not-e"); !slices.Equal(got, []string{"d"}) {
 			t.Errorf("r2-not-e receivers %v", got)
 		}
 	})
@@ -91,9 +93,9 @@ func TestBroadcastAcrossNodes(t *testing.T) {
 	t.Run("local", func(t *testing.T) {
 		before := n1.tr.Published()
 		n1.io.Local().Emit("local-only")
-		c.waitN(t, "local-only", 2, 5*time.Second, isEvent("local-only"))
+		c.WaitN(t, "local-only", 2, 5*time.Second, siotest.IsEvent("local-only"))
 		sentinel(t, n1, c, "s-local")
-		if got := c.receivers("local-only"); !slices.Equal(got, []string{"c", "d"}) {
+		if got := c.Receivers("local-only"); !slices.Equal(got, []string{"c", "d"}) {
 			t.Errorf("local receivers %v, want n1's clients only", got)
 		}
 		// Only the sentinel (and maybe heartbeats) went out, not the local one.
@@ -109,21 +111,21 @@ func TestBroadcastAcrossNodes(t *testing.T) {
 		for i := range 5 {
 			n0.io.Volatile().Emit("vol", i)
 			sentinel(t, n0, c, fmt.Sprintf("s-vol-%d", i))
-			got := c.filter(isEvent("vol"))
-			remote := slices.ContainsFunc(got, func(ev clientEvent) bool { return ev.ID != "a" && ev.ID != "b" })
+			got := c.Filter(siotest.IsEvent("vol"))
+			remote := slices.ContainsFunc(got, func(ev siotest.Event) bool { return ev.ID != "a" && ev.ID != "b" })
 			if remote {
 				break
 			}
 		}
 		seen := map[string]bool{}
-		for _, ev := range c.filter(isEvent("vol")) {
+		for _, ev := range c.Filter(siotest.IsEvent("vol")) {
 			k := fmt.Sprint(ev.ID, ev.Args)
 			if seen[k] {
 				t.Errorf("duplicate volatile delivery %s", k)
 			}
 			seen[k] = true
 		}
-		if !slices.ContainsFunc(c.filter(isEvent("vol")), func(ev clientEvent) bool { return ev.ID != "a" && ev.ID != "b" }) {
+		if !slices.ContainsFunc(c.Filter(siotest.IsEvent("vol")), func(ev siotest.Event) bool { return ev.ID != "a" && ev.ID != "b" }) {
 			t.Errorf("no volatile broadcast reached another node's client")
 		}
 	})
@@ -131,16 +133,16 @@ func TestBroadcastAcrossNodes(t *testing.T) {
 	t.Run("binary", func(t *testing.T) {
 		payload := []byte{0, 1, 2, 253, 254, 255}
 		n0.io.Emit("bin", payload, map[string]any{"nested": types.NewBytesBuffer([]byte("buf")), "s": "x"})
-		evs := c.waitN(t, "bin", 6, 5*time.Second, isEvent("bin"))
+		evs := c.WaitN(t, "bin", 6, 5*time.Second, siotest.IsEvent("bin"))
 		for _, ev := range evs {
 			if len(ev.Args) != 2 {
 				t.Fatalf("client %s: args %v", ev.ID, ev.Args)
 			}
-			if got := bin(t, ev.Args[0]); !bytes.Equal(got, payload) {
+			if got := siotest.Bin(t, ev.Args[0]); !bytes.Equal(got, payload) {
 				t.Errorf("client %s: binary %v", ev.ID, got)
 			}
 			m, _ := ev.Args[1].(map[string]any)
-			if got := bin(t, m["nested"]); string(got) != "buf" || m["s"] != "x" {
+			if got := siotest.Bin(t, m["nested"]); string(got) != "buf" || m["s"] != "x" {
 				t.Errorf("client %s: nested %v", ev.ID, ev.Args[1])
 			}
 		}
@@ -160,10 +162,10 @@ func TestBroadcastAcrossNodes(t *testing.T) {
 			t.Fatal("socket of e not found on n2")
 		}
 		sock.Broadcast().Emit("from-e", sids["e"])
-		c.waitN(t, "from-e", 5, 5*time.Second, isEvent("from-e"))
+		c.WaitN(t, "from-e", 5, 5*time.Second, siotest.IsEvent("from-e"))
 		n2.io.Emit("s-sock")
-		c.waitN(t, "s-sock", 6, 5*time.Second, isEvent("s-sock"))
-		if got := c.receivers("from-e"); !slices.Equal(got, []string{"a", "b", "c", "d", "f"}) {
+		c.WaitN(t, "s-sock", 6, 5*time.Second, siotest.IsEvent("s-sock"))
+		if got := c.Receivers("from-e"); !slices.Equal(got, []string{"a", "b", "c", "d", "f"}) {
 			t.Errorf("from-e receivers %v", got)
 		}
 	})
@@ -177,13 +179,13 @@ func TestBinaryFromClientRelayed(t *testing.T) {
 		s := args[0].(*socket.Socket)
 		s.On("relay", func(a ...any) { _ = nodes[0].io.Emit("relayed", a...) })
 	})
-	c := startClients(t)
-	c.connect("x", nodes[0].url+"/", nil, nil)
-	c.connect("y", nodes[1].url+"/", nil, nil)
-	c.emit("x", "relay", map[string]any{"$bin": "AAEC/w=="}, "text")
-	evs := c.waitN(t, "relayed", 2, 5*time.Second, isEvent("relayed"))
+	c := siotest.StartClients(t)
+	c.Connect(t, "x", nodes[0].url+"/", nil, nil)
+	c.Connect(t, "y", nodes[1].url+"/", nil, nil)
+	c.Emit(t, "x", "relay", map[string]any{"$bin": "AAEC/w=="}, "text")
+	evs := c.WaitN(t, "relayed", 2, 5*time.Second, siotest.IsEvent("relayed"))
 	for _, ev := range evs {
-		if len(ev.Args) != 2 || !bytes.Equal(bin(t, ev.Args[0]), []byte{0, 1, 2, 255}) || ev.Args[1] != "text" {
+		if len(ev.Args) != 2 || !bytes.Equal(siotest.Bin(t, ev.Args[0]), []byte{0, 1, 2, 255}) || ev.Args[1] != "text" {
 			t.Errorf("client %s got %v", ev.ID, ev.Args)
 		}
 	}
@@ -200,10 +202,10 @@ func TestBroadcastOrder(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			_, nodes := newCluster(t, 2, fastConfig(), tc.opts...)
-			c := startClients(t)
-			c.connect("p", nodes[0].url+"/", map[string]string{"rooms": "odd"}, nil)
-			c.connect("q", nodes[1].url+"/", map[string]string{"rooms": "odd"}, nil)
-			c.connect("r", nodes[1].url+"/", nil, nil)
+			c := siotest.StartClients(t)
+			c.Connect(t, "p", nodes[0].url+"/", map[string]string{"rooms": "odd"}, nil)
+			c.Connect(t, "q", nodes[1].url+"/", map[string]string{"rooms": "odd"}, nil)
+			c.Connect(t, "r", nodes[1].url+"/", nil, nil)
 			const total = 1000
 			for i := range total {
 				if i%2 == 1 {
@@ -217,7 +219,7 @@ func TestBroadcastOrder(t *testing.T) {
 				if id == "r" {
 					want = total / 2
 				}
-				evs := c.waitN(t, "seq for "+id, want, 20*time.Second, isEventFor(id, "seq"))
+				evs := c.WaitN(t, "seq for "+id, want, 20*time.Second, siotest.IsEventFor(id, "seq"))
 				prev := -1
 				for _, ev := range evs {
 					v := int(ev.Args[0].(float64))
@@ -239,12 +241,12 @@ var offsetRe = regexp.MustCompile(`^[0-9]+-[0-9]+$`)
 func TestOffsetAppendedWithRecovery(t *testing.T) {
 	t.Parallel()
 	_, nodes := newCluster(t, 2, fastConfig(), withCSR())
-	c := startClients(t)
-	c.connect("local", nodes[0].url+"/", nil, nil)
-	c.connect("remote", nodes[1].url+"/", nil, nil)
+	c := siotest.StartClients(t)
+	c.Connect(t, "local", nodes[0].url+"/", nil, nil)
+	c.Connect(t, "remote", nodes[1].url+"/", nil, nil)
 
 	nodes[0].io.Emit("durable", "x")
-	evs := c.waitN(t, "durable", 2, 5*time.Second, isEvent("durable"))
+	evs := c.WaitN(t, "durable", 2, 5*time.Second, siotest.IsEvent("durable"))
 	offsets := map[string]bool{}
 	for _, ev := range evs {
 		if len(ev.Args) != 2 || ev.Args[0] != "x" {
@@ -261,7 +263,7 @@ func TestOffsetAppendedWithRecovery(t *testing.T) {
 	}
 
 	nodes[0].io.Volatile().Emit("vol", "y")
-	for _, ev := range c.waitN(t, "vol", 2, 5*time.Second, isEvent("vol")) {
+	for _, ev := range c.WaitN(t, "vol", 2, 5*time.Second, siotest.IsEvent("vol")) {
 		if len(ev.Args) != 1 {
 			t.Errorf("volatile: client %s got %v, want no offset", ev.ID, ev.Args)
 		}
@@ -273,7 +275,7 @@ func TestOffsetAppendedWithRecovery(t *testing.T) {
 		acks = args
 		done <- err
 	})
-	for _, ev := range c.waitN(t, "withack", 2, 5*time.Second, isEvent("withack")) {
+	for _, ev := range c.WaitN(t, "withack", 2, 5*time.Second, siotest.IsEvent("withack")) {
 		if len(ev.Args) != 1 {
 			t.Errorf("ack broadcast: client %s got %v, want no offset", ev.ID, ev.Args)
 		}

@@ -1,18 +1,9 @@
 package cluster
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"sort"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +11,7 @@ import (
 
 	"github.com/sockstream/sockstream/adapter"
 	"github.com/sockstream/sockstream/internal/redistest"
+	"github.com/sockstream/sockstream/internal/siotest"
 )
 
 // e2eNode is one zishang520 Socket.IO server with the cluster adapter on a
@@ -29,7 +21,6 @@ type e2eNode struct {
 	tr   *Transport
 	b    *adapter.Builder
 	io   *socket.Server
-	ts   *httptest.Server
 	url  string
 }
 
@@ -49,218 +40,18 @@ func startE2ENode(t *testing.T, name, redisURL string) *e2eNode {
 	n.b = b
 	so := socket.DefaultServerOptions()
 	so.SetAdapter(b)
-	n.io = socket.NewServer(nil, so)
+	srv := siotest.StartServer(t, name, so, func() { _ = n.tr.Close() })
+	n.io, n.url = srv.IO, srv.URL
 	// A socket joins the rooms of its "rooms" query parameter.
-	n.io.Of("/", nil).Use(func(s *socket.Socket, next func(*socket.ExtendedError)) {
-		if rooms := firstQuery(s.Handshake().Query, "rooms"); rooms != "" {
-			for _, r := range strings.Split(rooms, ",") {
-				s.Join(socket.Room(r))
-			}
-		}
-		s.SetData(map[string]any{"node": name})
-		next(nil)
-	})
-	mux := http.NewServeMux()
-	mux.Handle("/socket.io/", n.io.ServeHandler(nil))
-	n.ts = httptest.NewServer(mux)
-	n.url = n.ts.URL
-	t.Cleanup(func() {
-		done := make(chan struct{})
-		go func() {
-			n.io.Close(nil)
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Errorf("%s: server Close did not return", name)
-		}
-		n.ts.CloseClientConnections()
-		n.ts.Close()
-		_ = n.tr.Close()
-	})
+	n.io.Of("/", nil).Use(siotest.JoinQueryRooms(func(map[string]any) any { return map[string]any{"node": name} }))
 	return n
 }
 
-func firstQuery(q map[string]any, k string) string {
-	switch v := q[k].(type) {
-	case string:
-		return v
-	case []string:
-		if len(v) > 0 {
-			return v[0]
-		}
-	case []any:
-		if len(v) > 0 {
-			s, _ := v[0].(string)
-			return s
-		}
-	}
-	return ""
-}
-
-// e2eEvent is one line printed by testdata/cluster/transport-clients.js.
-type e2eEvent struct {
-	Type    string `json:"type"`
-	ID      string `json:"id"`
-	Sid     string `json:"sid"`
-	Event   string `json:"event"`
-	Args    []any  `json:"args"`
-	WithAck bool   `json:"withAck"`
-	Message string `json:"message"`
-}
-
-// e2eClients is one Node process running socket.io-client instances.
-type e2eClients struct {
-	t       *testing.T
-	cmd     *exec.Cmd
-	stdin   io.WriteCloser
-	mu      sync.Mutex
-	events  []e2eEvent
-	changed chan struct{}
-	exited  chan struct{}
-	stderr  strings.Builder
-}
-
-func startE2EClients(t *testing.T) *e2eClients {
+// connectE2E connects client id to url (a namespace URL) in rooms and
+// returns its sid.
+func connectE2E(t *testing.T, c *siotest.Clients, id, url, rooms string) string {
 	t.Helper()
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Fatalf("node not found: run `make test`, which installs it: %v", err)
-	}
-	script, err := filepath.Abs(filepath.Join("..", "testdata", "cluster", "transport-clients.js"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &e2eClients{t: t, changed: make(chan struct{}), exited: make(chan struct{})}
-	c.cmd = exec.Command("node", script)
-	c.cmd.Stderr = lockedWriter{c}
-	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := c.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.cmd.Start(); err != nil {
-		t.Fatalf("starting node: %v", err)
-	}
-	go func() {
-		defer close(c.exited)
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 1<<20), 16<<20)
-		for sc.Scan() {
-			var ev e2eEvent
-			if json.Unmarshal(sc.Bytes(), &ev) != nil {
-				continue
-			}
-			c.mu.Lock()
-			c.events = append(c.events, ev)
-			close(c.changed)
-			c.changed = make(chan struct{})
-			c.mu.Unlock()
-		}
-	}()
-	t.Cleanup(c.stop)
-	c.waitN("client process ready", 1, 15*time.Second, func(ev e2eEvent) bool { return ev.Type == "ready" })
-	return c
-}
-
-type lockedWriter struct{ c *e2eClients }
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.c.mu.Lock()
-	defer w.c.mu.Unlock()
-	return w.c.stderr.Write(p)
-}
-
-func (c *e2eClients) stop() {
-	_ = c.send(map[string]any{"cmd": "exit"})
-	_ = c.stdin.Close()
-	select {
-	case <-c.exited:
-	case <-time.After(5 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.exited
-	}
-	_ = c.cmd.Wait()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if s := c.stderr.String(); s != "" && c.t.Failed() {
-		c.t.Logf("node stderr:\n%s", s)
-	}
-}
-
-func (c *e2eClients) send(cmd map[string]any) error {
-	b, err := json.Marshal(cmd)
-	if err != nil {
-		return err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	_, err = c.stdin.Write(append(b, '\n'))
-	return err
-}
-
-func (c *e2eClients) connect(id, url, rooms string) string {
-	c.t.Helper()
-	if err := c.send(map[string]any{"cmd": "connect", "id": id, "url": url, "query": map[string]string{"rooms": rooms}}); err != nil {
-		c.t.Fatal(err)
-	}
-	ev := c.waitN("connect of "+id, 1, 10*time.Second, func(ev e2eEvent) bool {
-		return ev.ID == id && (ev.Type == "connect" || ev.Type == "connect_error")
-	})[0]
-	if ev.Type != "connect" {
-		c.t.Fatalf("client %s: %s", id, ev.Message)
-	}
-	return ev.Sid
-}
-
-func (c *e2eClients) waitN(what string, n int, timeout time.Duration, pred func(e2eEvent) bool) []e2eEvent {
-	c.t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for {
-		got := c.filter(pred)
-		c.mu.Lock()
-		changed := c.changed
-		c.mu.Unlock()
-		if len(got) >= n {
-			return got
-		}
-		select {
-		case <-changed:
-		case <-c.exited:
-			c.t.Fatalf("client process exited while waiting for %s (%d/%d)", what, len(got), n)
-		case <-deadline.C:
-			c.t.Fatalf("timed out after %v waiting for %s: %d/%d", timeout, what, len(got), n)
-		}
-	}
-}
-
-func (c *e2eClients) filter(pred func(e2eEvent) bool) []e2eEvent {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []e2eEvent
-	for _, ev := range c.events {
-		if pred(ev) {
-			out = append(out, ev)
-		}
-	}
-	return out
-}
-
-func eventNamed(name string) func(e2eEvent) bool {
-	return func(ev e2eEvent) bool { return ev.Type == "event" && ev.Event == name }
-}
-
-// receivers returns the sorted ids of the clients that got event name.
-func (c *e2eClients) receivers(name string) []string {
-	var ids []string
-	for _, ev := range c.filter(eventNamed(name)) {
-		ids = append(ids, ev.ID)
-	}
-	sort.Strings(ids)
-	return ids
+	return c.Connect(t, id, url, map[string]string{"rooms": rooms}, nil).Sid
 }
 
 // waitPeers waits until every node counts all of them.
@@ -297,14 +88,14 @@ func testE2EOperations(t *testing.T, count int) {
 		nodes = append(nodes, startE2ENode(t, fmt.Sprintf("n%d", i), s.URL()))
 	}
 	waitPeers(t, nodes)
-	c := startE2EClients(t)
+	c := siotest.StartClients(t)
 	sids := map[string]string{}
 	for _, l := range []struct {
 		id    string
 		node  int
 		rooms string
 	}{{"a", 0, "r1"}, {"b", 0, ""}, {"c", 1, "r1"}, {"d", 1, "r2"}, {"e", 2, "r2"}, {"f", 2, ""}} {
-		sids[l.id] = c.connect(l.id, nodes[l.node%count].url+"/", l.rooms)
+		sids[l.id] = connectE2E(t, c, l.id, nodes[l.node%count].url+"/", l.rooms)
 	}
 	all := []string{"a", "b", "c", "d", "e", "f"}
 	// Joins are broadcast too: wait until every node sees all sockets.
@@ -326,7 +117,7 @@ func testE2EOperations(t *testing.T, count int) {
 		nodes[0].io.To("r2").Except(socket.Room(sids["e"])).Emit("r2-not-e")
 		for _, n := range nodes {
 			n.io.Emit("sentinel-" + n.name)
-			c.waitN("sentinel", 6, 10*time.Second, eventNamed("sentinel-"+n.name))
+			c.WaitN(t, "sentinel", 6, 10*time.Second, siotest.IsEvent("sentinel-"+n.name))
 		}
 		for name, want := range map[string][]string{
 			"hello":    all,
@@ -334,7 +125,7 @@ func testE2EOperations(t *testing.T, count int) {
 			"not-r1":   {"b", "d", "e", "f"},
 			"r2-not-e": {"d"},
 		} {
-			if got := c.receivers(name); !slices.Equal(got, want) {
+			if got := c.Receivers(name); !slices.Equal(got, want) {
 				t.Errorf("%s received by %v, want %v", name, got, want)
 			}
 		}
@@ -367,22 +158,18 @@ func testE2EOperations(t *testing.T, count int) {
 		if err := nodes[count-1].io.ServerSideEmitWithAck("ping")(func(args []any, err error) { ch <- args; errc <- err }); err != nil {
 			t.Fatal(err)
 		}
-		select {
-		case args := <-ch:
-			var got []string
-			for _, a := range args {
-				got = append(got, fmt.Sprint(a))
-			}
-			sort.Strings(got)
-			var want []string
-			for i := range count - 1 {
-				want = append(want, fmt.Sprintf("pong-n%d", i))
-			}
-			if err := <-errc; err != nil || !slices.Equal(got, want) {
-				t.Errorf("responses %v, %v", got, err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("no serverSideEmit responses")
+		args := siotest.Recv(t, ch, 10*time.Second, "serverSideEmit responses")
+		var got []string
+		for _, a := range args {
+			got = append(got, fmt.Sprint(a))
+		}
+		sort.Strings(got)
+		var want []string
+		for i := range count - 1 {
+			want = append(want, fmt.Sprintf("pong-n%d", i))
+		}
+		if err := <-errc; err != nil || !slices.Equal(got, want) {
+			t.Errorf("responses %v, %v", got, err)
 		}
 	})
 
@@ -390,19 +177,15 @@ func testE2EOperations(t *testing.T, count int) {
 		ch := make(chan []any, 1)
 		errc := make(chan error, 1)
 		_ = nodes[1].io.Timeout(5*time.Second).Emit("question", socket.Ack(func(args []any, err error) { ch <- args; errc <- err }))
-		select {
-		case args := <-ch:
-			var got []string
-			for _, a := range args {
-				m, _ := a.(map[string]any)
-				got = append(got, fmt.Sprint(m["id"]))
-			}
-			sort.Strings(got)
-			if err := <-errc; err != nil || !slices.Equal(got, all) {
-				t.Errorf("acks from %v, %v", got, err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("no broadcast acks")
+		args := siotest.Recv(t, ch, 10*time.Second, "broadcast acks")
+		var got []string
+		for _, a := range args {
+			m, _ := a.(map[string]any)
+			got = append(got, fmt.Sprint(m["id"]))
+		}
+		sort.Strings(got)
+		if err := <-errc; err != nil || !slices.Equal(got, all) {
+			t.Errorf("acks from %v, %v", got, err)
 		}
 	})
 
@@ -427,12 +210,12 @@ func TestE2ENothingLost(t *testing.T) {
 	cut := startE2ENode(t, "cut", "redis://"+p.Addr())
 	nodes := []*e2eNode{sender, cut}
 	waitPeers(t, nodes)
-	c := startE2EClients(t)
+	c := siotest.StartClients(t)
 	var ids []string
 	for i := range 6 {
 		id := fmt.Sprintf("c%d", i)
 		ids = append(ids, id)
-		c.connect(id, nodes[i%2].url+"/", "")
+		connectE2E(t, c, id, nodes[i%2].url+"/", "")
 	}
 
 	const total = 300
@@ -444,15 +227,15 @@ func TestE2ENothingLost(t *testing.T) {
 			time.Sleep(15 * time.Millisecond)
 		}
 	}()
-	c.waitN("first numbers", 6*20, 10*time.Second, eventNamed("seq"))
+	c.WaitN(t, "first numbers", 6*20, 10*time.Second, siotest.IsEvent("seq"))
 	p.Cut()
 	waitFor(t, 10*time.Second, "cut node not ready", func() bool { return !cut.tr.Ready() })
 	time.Sleep(2500 * time.Millisecond) // the cut lasts while numbers flow
 	p.Restore()
 	<-done
-	evs := c.waitN("every number on every client", 6*total, 30*time.Second, eventNamed("seq"))
+	evs := c.WaitN(t, "every number on every client", 6*total, 30*time.Second, siotest.IsEvent("seq"))
 	time.Sleep(300 * time.Millisecond) // a duplicate would arrive now
-	evs = c.filter(eventNamed("seq"))
+	evs = c.Filter(siotest.IsEvent("seq"))
 	byClient := map[string][]int{}
 	for _, ev := range evs {
 		if len(ev.Args) != 1 {

@@ -7,7 +7,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,25 +14,12 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sockstream/sockstream/adapter"
+	"github.com/sockstream/sockstream/internal/siotest"
 )
 
-// logSink sends log lines to t.Log until the test ends.
-type logSink struct {
-	t    testing.TB
-	done atomic.Bool
-}
-
-func (w *logSink) Write(p []byte) (int, error) {
-	if !w.done.Load() {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
+// tLogger is a logger for node name writing to t.Log until the test ends.
 func tLogger(t testing.TB, name string) *slog.Logger {
-	w := &logSink{t: t}
-	t.Cleanup(func() { w.done.Store(true) })
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", name)
+	return siotest.Logger(t).With("node", name)
 }
 
 // fastOpts are Options with short timings for tests, on redis URL url.
@@ -62,15 +48,10 @@ func startTransport(t testing.TB, name string, o Options) *Transport {
 	return tr
 }
 
+// waitFor is siotest.Eventually under this package's older name.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	siotest.Eventually(t, timeout, what, cond)
 }
 
 func waitReady(t testing.TB, trs ...*Transport) {

@@ -1,21 +1,12 @@
 package cluster_test
 
 import (
-	"bufio"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
-	"net/http"
-	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,6 +17,7 @@ import (
 	"github.com/sockstream/sockstream/adapter"
 	"github.com/sockstream/sockstream/cluster"
 	"github.com/sockstream/sockstream/internal/redistest"
+	"github.com/sockstream/sockstream/internal/siotest"
 	"github.com/sockstream/sockstream/recovery"
 )
 
@@ -33,8 +25,9 @@ import (
 // cluster adapter on the Redis Streams transport) and one Node node (socket.io
 // with @socket.io/redis-streams-adapter 0.3.1, testdata/cluster/node-peer.js)
 // on one real Redis, with official socket.io-client clients on both
-// (testdata/cluster/node-clients.js), and check that every cluster operation
-// started on one side acts on the other side's sockets.
+// (testdata/siotest/clients.js, through internal/siotest), and check that
+// every cluster operation started on one side acts on the other side's
+// sockets.
 
 const (
 	goNodeName   = "go"
@@ -44,97 +37,11 @@ const (
 
 // ---- Node processes ----
 
-// proc is a Node process that reads JSON commands on stdin and prints JSON
-// lines on stdout, every one of which is kept.
-type proc struct {
-	t       *testing.T
-	name    string
-	cmd     *exec.Cmd
-	stdin   io.WriteCloser
-	mu      sync.Mutex
-	events  []map[string]any
-	changed chan struct{}
-	exited  chan struct{}
-	stderr  strings.Builder
-	seq     atomic.Int64
-	once    sync.Once
-}
-
-func startProc(t *testing.T, name, script string, env []string, args ...string) *proc {
-	t.Helper()
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Fatalf("node is required by the mixed-cluster tests: %v", err)
-	}
-	path, err := filepath.Abs(filepath.Join("..", "testdata", "cluster", script))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{t: t, name: name, changed: make(chan struct{}), exited: make(chan struct{})}
-	p.cmd = exec.Command("node", append([]string{path}, args...)...)
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stderr = procStderr{p}
-	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := p.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", script, err)
-	}
-	go func() {
-		defer close(p.exited)
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 1<<20), 16<<20)
-		for sc.Scan() {
-			var ev map[string]any
-			if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-				continue
-			}
-			p.mu.Lock()
-			p.events = append(p.events, ev)
-			close(p.changed)
-			p.changed = make(chan struct{})
-			p.mu.Unlock()
-		}
-	}()
-	t.Cleanup(p.stop)
-	return p
-}
-
-type procStderr struct{ p *proc }
-
-func (w procStderr) Write(b []byte) (int, error) {
-	w.p.mu.Lock()
-	defer w.p.mu.Unlock()
-	w.p.stderr.Write(b)
-	return len(b), nil
-}
-
-func (p *proc) stop() { p.once.Do(p.doStop) }
-
-func (p *proc) doStop() {
-	_ = p.send(map[string]any{"cmd": "exit"})
-	_ = p.stdin.Close()
-	select {
-	case <-p.exited:
-	case <-time.After(5 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-	}
-	_ = p.cmd.Wait()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if s := p.stderr.String(); s != "" && p.t.Failed() {
-		p.t.Logf("%s stderr:\n%s", p.name, s)
-	}
-}
-
-func (p *proc) stderrText() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stderr.String()
+// peer is the Node reference node (testdata/cluster/node-peer.js): it
+// answers each command carrying a "seq" with a line carrying the same seq.
+type peer struct {
+	*siotest.Proc[map[string]any]
+	seq atomic.Int64
 }
 
 // checkNodeDebugLog fails the test for every line of the Node packages'
@@ -159,79 +66,15 @@ func checkNodeDebugLog(t *testing.T, log string) {
 	}
 }
 
-func (p *proc) send(cmd map[string]any) error {
-	b, err := json.Marshal(cmd)
-	if err != nil {
-		return fmt.Errorf("encoding command: %w", err)
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if _, err := p.stdin.Write(append(b, '\n')); err != nil {
-		return fmt.Errorf("writing to %s: %w", p.name, err)
-	}
-	return nil
-}
-
-// waitN waits until n events satisfy pred and returns them.
-func (p *proc) waitN(t testing.TB, what string, n int, pred func(map[string]any) bool) []map[string]any {
-	t.Helper()
-	deadline := time.NewTimer(waitLong)
-	defer deadline.Stop()
-	for {
-		p.mu.Lock()
-		var got []map[string]any
-		for _, ev := range p.events {
-			if pred(ev) {
-				got = append(got, ev)
-			}
-		}
-		changed := p.changed
-		p.mu.Unlock()
-		if len(got) >= n {
-			return got
-		}
-		select {
-		case <-changed:
-		case <-p.exited:
-			p.mu.Lock()
-			stderr := p.stderr.String()
-			p.mu.Unlock()
-			t.Fatalf("%s exited while waiting for %s (%d/%d)\n%s", p.name, what, len(got), n, stderr)
-		case <-deadline.C:
-			t.Fatalf("%s: timed out after %v waiting for %s: %d/%d", p.name, waitLong, what, len(got), n)
-		}
-	}
-}
-
-func (p *proc) wait(t testing.TB, what string, pred func(map[string]any) bool) map[string]any {
-	t.Helper()
-	return p.waitN(t, what, 1, pred)[0]
-}
-
-// filter returns the events so far that satisfy pred.
-func (p *proc) filter(pred func(map[string]any) bool) []map[string]any {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var out []map[string]any
-	for _, ev := range p.events {
-		if pred(ev) {
-			out = append(out, ev)
-		}
-	}
-	return out
-}
-
 // call sends a command to the Node peer and returns its reply.
-func (p *proc) call(t testing.TB, cmd map[string]any) map[string]any {
+func (p *peer) call(t testing.TB, cmd map[string]any) map[string]any {
 	t.Helper()
 	seq := float64(p.seq.Add(1))
 	cmd["seq"] = seq
-	if err := p.send(cmd); err != nil {
-		t.Fatal(err)
-	}
-	reply := p.wait(t, fmt.Sprintf("reply to %v", cmd["cmd"]), func(ev map[string]any) bool { return ev["seq"] == seq })
+	p.Do(t, cmd)
+	reply := p.Wait(t, fmt.Sprintf("reply to %v", cmd["cmd"]), waitLong, func(ev map[string]any) bool { return ev["seq"] == seq })
 	if reply["type"] == "error" {
-		t.Fatalf("%s: %v failed: %v", p.name, cmd["cmd"], reply["message"])
+		t.Fatalf("node peer: %v failed: %v", cmd["cmd"], reply["message"])
 	}
 	return reply
 }
@@ -250,30 +93,11 @@ type goNode struct {
 
 type mixed struct {
 	redis   *redistest.Server
-	node    *proc // the Node reference node
+	node    *peer // the Node reference node
 	nodeURL string
 	nodeUID map[string]string // namespace -> uid of the Node adapter
 	gonode  *goNode
-	clients *proc
-}
-
-// testLogger sends log lines to t.Log until the test ends.
-func testLogger(t *testing.T) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(func() { w.done.Store(true) })
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
-type testWriter struct {
-	t    *testing.T
-	done atomic.Bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	if !w.done.Load() {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
+	clients *siotest.Clients
 }
 
 type mixedOptions struct {
@@ -294,10 +118,10 @@ func startMixed(t *testing.T, o mixedOptions) *mixed {
 	})
 	// The Node packages report what they cannot handle (a message they fail
 	// to decode, an unknown type, a failed publish) only as debug lines.
-	m.node = startProc(t, "node-peer", "node-peer.js",
-		[]string{"DEBUG=socket.io-adapter,socket.io-redis-streams-adapter", "DEBUG_COLORS=0", "DEBUG_HIDE_DATE=1"}, string(cfg))
-	t.Cleanup(func() { checkNodeDebugLog(t, m.node.stderrText()) })
-	ready := m.node.wait(t, "node peer listening", func(ev map[string]any) bool { return ev["type"] == "listening" })
+	m.node = &peer{Proc: siotest.StartProc[map[string]any](t, "node peer", "testdata/cluster/node-peer.js",
+		[]string{"DEBUG=socket.io-adapter,socket.io-redis-streams-adapter", "DEBUG_COLORS=0", "DEBUG_HIDE_DATE=1"}, string(cfg))}
+	t.Cleanup(func() { checkNodeDebugLog(t, m.node.Stderr()) })
+	ready := m.node.Wait(t, "node peer listening", waitLong, func(ev map[string]any) bool { return ev["type"] == "listening" })
 	m.nodeURL = fmt.Sprintf("http://127.0.0.1:%v", ready["port"])
 	m.nodeUID = map[string]string{}
 	for k, v := range ready["uids"].(map[string]any) {
@@ -305,14 +129,13 @@ func startMixed(t *testing.T, o mixedOptions) *mixed {
 	}
 
 	m.gonode = startGoNode(t, m.redis.URL(), o)
-	m.clients = startProc(t, "node-clients", "node-clients.js", nil)
-	m.clients.wait(t, "clients ready", func(ev map[string]any) bool { return ev["type"] == "ready" })
+	m.clients = siotest.StartClients(t)
 	return m
 }
 
 func startGoNode(t *testing.T, redisURL string, o mixedOptions) *goNode {
 	t.Helper()
-	log := testLogger(t).With("node", goNodeName)
+	log := siotest.Logger(t).With("node", goNodeName)
 	tr, err := cluster.New(cluster.Options{
 		URL:         redisURL,
 		StreamCount: o.streamCount,
@@ -353,110 +176,28 @@ func startGoNode(t *testing.T, redisURL string, o mixedOptions) *goNode {
 		csr.SetSkipMiddlewares(true)
 		so.SetConnectionStateRecovery(csr)
 	}
-	g := &goNode{io: socket.NewServer(nil, so), tr: tr, b: b}
-	mux := http.NewServeMux()
-	mux.Handle("/socket.io/", g.io.ServeHandler(nil))
-	ts := httptest.NewServer(mux)
-	g.url = ts.URL
-	var once sync.Once
-	g.close = func() {
-		once.Do(func() {
-			// The server first (its adapters unsubscribe), then the
-			// transport under them.
-			done := make(chan struct{})
-			go func() {
-				g.io.Close(nil)
-				close(done)
-			}()
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				t.Errorf("Go server Close did not return")
-			}
-			ts.CloseClientConnections()
-			ts.Close()
-			if err := tr.Close(); err != nil {
-				t.Errorf("transport Close: %v", err)
-			}
-		})
-	}
-	t.Cleanup(g.close)
+	srv := siotest.StartServer(t, goNodeName, so, func() {
+		if err := tr.Close(); err != nil {
+			t.Errorf("transport Close: %v", err)
+		}
+	})
+	g := &goNode{io: srv.IO, tr: tr, b: b, url: srv.URL, close: srv.Close}
 	for _, name := range o.nsps {
-		nsp := g.io.Of(name, nil)
 		// Same behavior as node-peer.js: rooms from the query, data
 		// {user, node}.
-		nsp.Use(func(s *socket.Socket, next func(*socket.ExtendedError)) {
-			q := s.Handshake().Query
-			if rooms := queryValue(q, "rooms"); rooms != "" {
-				for _, r := range strings.Split(rooms, ",") {
-					s.Join(socket.Room(r))
-				}
-			}
-			s.SetData(map[string]any{"user": queryValue(q, "user"), "node": goNodeName})
-			next(nil)
-		})
+		g.io.Of(name, nil).Use(siotest.JoinQueryRooms(func(q map[string]any) any {
+			return map[string]any{"user": siotest.QueryValue(q, "user"), "node": goNodeName}
+		}))
 	}
-	eventually(t, waitLong, "transport ready", tr.Ready)
+	siotest.Eventually(t, waitLong, "transport ready", tr.Ready)
 	return g
-}
-
-func queryValue(q map[string]any, k string) string {
-	switch v := q[k].(type) {
-	case string:
-		return v
-	case []string:
-		if len(v) > 0 {
-			return v[0]
-		}
-	case []any:
-		if len(v) > 0 {
-			s, _ := v[0].(string)
-			return s
-		}
-	}
-	return ""
-}
-
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for: %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // connect connects client id to the namespace nsp of baseURL and returns
 // its sid.
 func (m *mixed) connect(t *testing.T, id, baseURL, nsp, rooms string) string {
 	t.Helper()
-	if err := m.clients.send(map[string]any{"cmd": "connect", "id": id, "url": baseURL + nsp,
-		"query": map[string]string{"rooms": rooms, "user": "user-" + id}}); err != nil {
-		t.Fatal(err)
-	}
-	ev := m.clients.wait(t, "connect of "+id, func(ev map[string]any) bool {
-		return ev["id"] == id && (ev["type"] == "connect" || ev["type"] == "connect_error")
-	})
-	if ev["type"] != "connect" {
-		t.Fatalf("client %s: %v", id, ev["message"])
-	}
-	return str(ev["sid"])
-}
-
-func isEvent(name string) func(map[string]any) bool {
-	return func(ev map[string]any) bool { return ev["type"] == "event" && ev["event"] == name }
-}
-
-// receivers returns the sorted ids of the clients that got event name.
-func (m *mixed) receivers(name string) []string {
-	var ids []string
-	for _, ev := range m.clients.filter(isEvent(name)) {
-		ids = append(ids, str(ev["id"]))
-	}
-	slices.Sort(ids)
-	return ids
+	return m.clients.Connect(t, id, baseURL+nsp, map[string]string{"rooms": rooms, "user": "user-" + id}, nil).Sid
 }
 
 // syncNodes makes sure each node reads what the other publishes in nsp:
@@ -474,7 +215,7 @@ func (m *mixed) syncNodes(t *testing.T, nsp, goClient, nodeClient string) {
 			publish(ev)
 			got := false
 			for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
-				if len(m.clients.filter(func(e map[string]any) bool { return isEvent(ev)(e) && e["id"] == client })) > 0 {
+				if m.clients.Count(siotest.IsEventFor(client, ev)) > 0 {
 					got = true
 					break
 				}
@@ -512,23 +253,7 @@ func (m *mixed) marker(t *testing.T, fromGo bool, nsp string, want int) {
 	} else {
 		m.node.call(t, map[string]any{"cmd": "broadcast", "nsp": nsp, "event": ev, "args": []any{}})
 	}
-	m.clients.waitN(t, ev, want, isEvent(ev))
-}
-
-func fetch(op *socket.BroadcastOperator) ([]*socket.RemoteSocket, error) {
-	var out []*socket.RemoteSocket
-	var err error
-	op.FetchSockets()(func(s []*socket.RemoteSocket, e error) { out, err = s, e })
-	return out, err
-}
-
-func equalJSON(a, b any) bool {
-	ja, _ := json.Marshal(a)
-	jb, _ := json.Marshal(b)
-	var x, y any
-	_ = json.Unmarshal(ja, &x)
-	_ = json.Unmarshal(jb, &y)
-	return reflect.DeepEqual(x, y)
+	m.clients.WaitN(t, ev, want, waitLong, siotest.IsEvent(ev))
 }
 
 func sortedStrings(v any) []string {
@@ -543,12 +268,6 @@ func sortedStrings(v any) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-func sorted(s ...string) []string {
-	s = slices.Clone(s)
-	slices.Sort(s)
-	return s
 }
 
 // ---- tests ----
@@ -617,12 +336,12 @@ func TestMixedCluster(t *testing.T) {
 						"except": orEmpty(c.except), "event": ev, "args": args})
 				}
 				m.marker(t, side == "go", "/", len(all))
-				if got := m.receivers(ev); !slices.Equal(got, c.want) {
+				if got := m.clients.Receivers(ev); !slices.Equal(got, c.want) {
 					t.Errorf("receivers %v, want %v", got, c.want)
 				}
-				for _, e := range m.clients.filter(isEvent(ev)) {
-					if !equalJSON(e["args"], c.wantReceived) {
-						t.Errorf("client %v got %v, want %v", e["id"], e["args"], c.wantReceived)
+				for _, e := range m.clients.Filter(siotest.IsEvent(ev)) {
+					if !siotest.EqualJSON(e.Args, c.wantReceived) {
+						t.Errorf("client %v got %v, want %v", e.ID, e.Args, c.wantReceived)
 					}
 				}
 			})
@@ -638,13 +357,13 @@ func TestMixedCluster(t *testing.T) {
 		m.node.call(t, map[string]any{"cmd": "broadcast", "nsp": "/", "event": "bc-date",
 			"args": []any{map[string]any{"$bin": "AQ=="}, map[string]any{"$date": "2023-11-14T22:13:20.5Z"}}})
 		m.marker(t, false, "/", len(all))
-		if got := m.receivers("bc-date"); !slices.Equal(got, all) {
+		if got := m.clients.Receivers("bc-date"); !slices.Equal(got, all) {
 			t.Fatalf("receivers %v", got)
 		}
 		want := []any{map[string]any{"$bin": "AQ=="}, "2023-11-14T22:13:20.500Z"}
-		for _, e := range m.clients.filter(isEvent("bc-date")) {
-			if !equalJSON(e["args"], want) {
-				t.Errorf("client %v got %v, want %v (a time.Time reaching zishang520's JSON encoder)", e["id"], e["args"], want)
+		for _, e := range m.clients.Filter(siotest.IsEvent("bc-date")) {
+			if !siotest.EqualJSON(e.Args, want) {
+				t.Errorf("client %v got %v, want %v (a time.Time reaching zishang520's JSON encoder)", e.ID, e.Args, want)
 			}
 		}
 	})
@@ -661,21 +380,17 @@ func TestMixedCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		select {
-		case r := <-ch:
-			var ids []string
-			for _, a := range r.args {
-				m, _ := a.(map[string]any)
-				ids = append(ids, str(m["id"]))
-			}
-			if slices.Sort(ids); r.err != nil || !slices.Equal(ids, []string{"a", "c"}) {
-				t.Errorf("acks %v err %v, want from a (Node) and c (Go)", r.args, r.err)
-			}
-		case <-time.After(waitLong):
-			t.Fatal("no acks")
+		r := siotest.Recv(t, ch, waitLong, "acks")
+		var ids []string
+		for _, a := range r.args {
+			m, _ := a.(map[string]any)
+			ids = append(ids, str(m["id"]))
 		}
-		for _, e := range m.clients.filter(isEvent("g-ask")) {
-			if e["withAck"] != true || !equalJSON(e["args"], []any{"q"}) {
+		if slices.Sort(ids); r.err != nil || !slices.Equal(ids, []string{"a", "c"}) {
+			t.Errorf("acks %v err %v, want from a (Node) and c (Go)", r.args, r.err)
+		}
+		for _, e := range m.clients.Filter(siotest.IsEvent("g-ask")) {
+			if !e.WithAck || !siotest.EqualJSON(e.Args, []any{"q"}) {
 				t.Errorf("client got %v", e)
 			}
 		}
@@ -691,15 +406,15 @@ func TestMixedCluster(t *testing.T) {
 		if slices.Sort(ids); reply["type"] != "acks" || !slices.Equal(ids, []string{"b", "d"}) {
 			t.Errorf("Node got %v, want acks from b (Node) and d (Go)", reply)
 		}
-		for _, e := range m.clients.filter(isEvent("n-ask")) {
-			if e["withAck"] != true || !equalJSON(e["args"], []any{map[string]any{"$bin": "AQ=="}}) {
+		for _, e := range m.clients.Filter(siotest.IsEvent("n-ask")) {
+			if !e.WithAck || !siotest.EqualJSON(e.Args, []any{map[string]any{"$bin": "AQ=="}}) {
 				t.Errorf("client got %v", e)
 			}
 		}
 	})
 
 	t.Run("fetchSockets-from-go", func(t *testing.T) {
-		sockets, err := fetch(g.io.In())
+		sockets, err := siotest.Fetch(g.io.In())
 		if err != nil {
 			t.Fatalf("fetch: %v", err)
 		}
@@ -707,10 +422,10 @@ func TestMixedCluster(t *testing.T) {
 		for _, s := range sockets {
 			ids = append(ids, string(s.Id()))
 		}
-		if slices.Sort(ids); !slices.Equal(ids, sorted(sids["a"], sids["b"], sids["c"], sids["d"])) {
+		if slices.Sort(ids); !slices.Equal(ids, siotest.Sorted(sids["a"], sids["b"], sids["c"], sids["d"])) {
 			t.Fatalf("fetched %v", ids)
 		}
-		sockets, err = fetch(g.io.In(socket.Room(sids["a"])))
+		sockets, err = siotest.Fetch(g.io.In(socket.Room(sids["a"])))
 		if err != nil || len(sockets) != 1 {
 			t.Fatalf("fetch a: %v %v", len(sockets), err)
 		}
@@ -719,23 +434,23 @@ func TestMixedCluster(t *testing.T) {
 		for _, r := range a.Rooms().Keys() {
 			rooms = append(rooms, string(r))
 		}
-		if slices.Sort(rooms); !slices.Equal(rooms, sorted(sids["a"], "r1")) {
+		if slices.Sort(rooms); !slices.Equal(rooms, siotest.Sorted(sids["a"], "r1")) {
 			t.Errorf("rooms of a %v", rooms)
 		}
-		if !equalJSON(a.Data(), map[string]any{"user": "user-a", "node": nodeNodeName}) {
+		if !siotest.EqualJSON(a.Data(), map[string]any{"user": "user-a", "node": nodeNodeName}) {
 			t.Errorf("data of a %#v", a.Data())
 		}
 		h := a.Handshake()
 		if h == nil {
 			t.Fatal("no handshake")
 		}
-		if queryValue(h.Query, "user") != "user-a" || queryValue(h.Query, "EIO") != "4" ||
+		if siotest.QueryValue(h.Query, "user") != "user-a" || siotest.QueryValue(h.Query, "EIO") != "4" ||
 			!strings.Contains(h.Url, "user=user-a") || h.Address == "" || h.Issued == 0 ||
 			h.Time == "" || h.Headers == nil || h.Headers["host"] == nil {
 			t.Errorf("handshake of a %+v", h)
 		}
 		// Rooms and except select the Node node's sockets.
-		sockets, err = fetch(g.io.In("r2").Except("r1"))
+		sockets, err = siotest.Fetch(g.io.In("r2").Except("r1"))
 		if err != nil || len(sockets) != 2 {
 			t.Fatalf("fetch r2: %d %v", len(sockets), err)
 		}
@@ -743,7 +458,7 @@ func TestMixedCluster(t *testing.T) {
 
 	t.Run("remoteSocket-from-go", func(t *testing.T) {
 		// A Node socket fetched by Go, driven from Go: emit, join, leave.
-		sockets, err := fetch(g.io.In(socket.Room(sids["b"])))
+		sockets, err := siotest.Fetch(g.io.In(socket.Room(sids["b"])))
 		if err != nil || len(sockets) != 1 {
 			t.Fatalf("fetch b: %d %v", len(sockets), err)
 		}
@@ -754,15 +469,15 @@ func TestMixedCluster(t *testing.T) {
 		b.Join("solo")
 		b.Leave("r2")
 		m.marker(t, true, "/", 4)
-		if got := m.receivers("direct"); !slices.Equal(got, []string{"b"}) {
+		if got := m.clients.Receivers("direct"); !slices.Equal(got, []string{"b"}) {
 			t.Errorf("direct receivers %v", got)
 		}
-		eventually(t, waitLong, "b in solo and out of r2 on the Node node", func() bool {
+		siotest.Eventually(t, waitLong, "b in solo and out of r2 on the Node node", func() bool {
 			rooms := m.node.call(t, map[string]any{"cmd": "localRooms", "nsp": "/"})["sockets"].(map[string]any)
-			return slices.Equal(sortedStrings(rooms[sids["b"]]), sorted(sids["b"], "solo"))
+			return slices.Equal(sortedStrings(rooms[sids["b"]]), siotest.Sorted(sids["b"], "solo"))
 		})
 		b.Join("r2")
-		eventually(t, waitLong, "b back in r2", func() bool {
+		siotest.Eventually(t, waitLong, "b back in r2", func() bool {
 			rooms := m.node.call(t, map[string]any{"cmd": "localRooms", "nsp": "/"})["sockets"].(map[string]any)
 			return slices.Contains(sortedStrings(rooms[sids["b"]]), "r2")
 		})
@@ -782,10 +497,10 @@ func TestMixedCluster(t *testing.T) {
 		if !ok {
 			t.Fatalf("Node did not fetch d (%s) of the Go node", sids["d"])
 		}
-		if r := sortedStrings(d["rooms"]); !slices.Equal(r, sorted(sids["d"], "r2")) {
+		if r := sortedStrings(d["rooms"]); !slices.Equal(r, siotest.Sorted(sids["d"], "r2")) {
 			t.Errorf("rooms of d %v", r)
 		}
-		if !equalJSON(d["data"], map[string]any{"user": "user-d", "node": goNodeName}) {
+		if !siotest.EqualJSON(d["data"], map[string]any{"user": "user-d", "node": goNodeName}) {
 			t.Errorf("data of d %v", d["data"])
 		}
 		h, _ := d["handshake"].(map[string]any)
@@ -819,7 +534,7 @@ func TestMixedCluster(t *testing.T) {
 		for _, s := range reply["sockets"].([]any) {
 			ids = append(ids, str(s.(map[string]any)["id"]))
 		}
-		if slices.Sort(ids); !slices.Equal(ids, sorted(sids["a"], sids["c"])) {
+		if slices.Sort(ids); !slices.Equal(ids, siotest.Sorted(sids["a"], sids["c"])) {
 			t.Errorf("Node fetched r1 %v", ids)
 		}
 	})
@@ -830,8 +545,8 @@ func TestMixedCluster(t *testing.T) {
 		if err := g.io.ServerSideEmit("g-hello", "world", []byte{7}); err != nil {
 			t.Fatal(err)
 		}
-		ev := m.node.wait(t, "g-hello", func(ev map[string]any) bool { return ev["type"] == "sse" && ev["event"] == "g-hello" })
-		if !equalJSON(ev["args"], []any{"world", map[string]any{"$bin": "Bw=="}}) || ev["withAck"] != false {
+		ev := m.node.Wait(t, "g-hello", waitLong, func(ev map[string]any) bool { return ev["type"] == "sse" && ev["event"] == "g-hello" })
+		if !siotest.EqualJSON(ev["args"], []any{"world", map[string]any{"$bin": "Bw=="}}) || ev["withAck"] != false {
 			t.Errorf("Node got %v", ev)
 		}
 		type res struct {
@@ -842,18 +557,14 @@ func TestMixedCluster(t *testing.T) {
 		if err := g.io.ServerSideEmitWithAck("g-ping", "q", []byte{1, 2})(func(args []any, err error) { ch <- res{args, err} }); err != nil {
 			t.Fatal(err)
 		}
-		select {
-		case r := <-ch:
-			if r.err != nil || len(r.args) != 1 {
-				t.Fatalf("acks %v err %v", r.args, r.err)
-			}
-			resp, _ := r.args[0].(map[string]any)
-			args, _ := resp["args"].([]any)
-			if resp["node"] != nodeNodeName || len(args) != 2 || args[0] != "q" || !reflect.DeepEqual(args[1], []byte{1, 2}) {
-				t.Errorf("ack from Node %#v", r.args[0])
-			}
-		case <-time.After(waitLong):
-			t.Fatal("no ack from the Node node")
+		r := siotest.Recv(t, ch, waitLong, "an ack from the Node node")
+		if r.err != nil || len(r.args) != 1 {
+			t.Fatalf("acks %v err %v", r.args, r.err)
+		}
+		resp, _ := r.args[0].(map[string]any)
+		args, _ := resp["args"].([]any)
+		if resp["node"] != nodeNodeName || len(args) != 2 || args[0] != "q" || !reflect.DeepEqual(args[1], []byte{1, 2}) {
+			t.Errorf("ack from Node %#v", r.args[0])
 		}
 	})
 
@@ -875,18 +586,14 @@ func TestMixedCluster(t *testing.T) {
 			ack([]any{map[string]any{"node": goNodeName, "bin": []byte{3, 4}, "got": args[0], "echo": b}}, nil)
 		})
 		m.node.call(t, map[string]any{"cmd": "serverSideEmit", "nsp": "/", "event": "n-hello", "args": []any{"world", 2}})
-		select {
-		case args := <-hello:
-			if !equalJSON(args, []any{"world", 2}) {
-				t.Errorf("Go got %v", args)
-			}
-		case <-time.After(waitLong):
-			t.Fatal("n-hello never reached the Go node")
+		args := siotest.Recv(t, hello, waitLong, "n-hello on the Go node")
+		if !siotest.EqualJSON(args, []any{"world", 2}) {
+			t.Errorf("Go got %v", args)
 		}
 		reply := m.node.call(t, map[string]any{"cmd": "serverSideEmit", "nsp": "/", "event": "n-ping",
 			"args": []any{"q", map[string]any{"$bin": "CQg="}}, "ack": true})
 		want := []any{map[string]any{"node": goNodeName, "bin": map[string]any{"$bin": "AwQ="}, "got": "q", "echo": map[string]any{"$bin": "CQg="}}}
-		if reply["type"] != "acks" || !equalJSON(reply["responses"], want) {
+		if reply["type"] != "acks" || !siotest.EqualJSON(reply["responses"], want) {
 			t.Errorf("Node got %v, want acks %v", reply, want)
 		}
 	})
@@ -894,7 +601,7 @@ func TestMixedCluster(t *testing.T) {
 	t.Run("socketsJoin-leave", func(t *testing.T) {
 		// From Go: r1 members (a on Node, c on Go) join j1.
 		g.io.In("r1").SocketsJoin("j1")
-		eventually(t, waitLong, "a in j1 on the Node node", func() bool {
+		siotest.Eventually(t, waitLong, "a in j1 on the Node node", func() bool {
 			rooms := m.node.call(t, map[string]any{"cmd": "localRooms", "nsp": "/"})["sockets"].(map[string]any)
 			return slices.Contains(sortedStrings(rooms[sids["a"]]), "j1") && !slices.Contains(sortedStrings(rooms[sids["b"]]), "j1")
 		})
@@ -902,17 +609,17 @@ func TestMixedCluster(t *testing.T) {
 		// members leave r1.
 		m.node.call(t, map[string]any{"cmd": "socketsJoin", "nsp": "/", "rooms": []string{"r2"}, "join": []string{"j2"}})
 		m.node.call(t, map[string]any{"cmd": "socketsLeave", "nsp": "/", "rooms": []string{"j1"}, "leave": []string{"r1"}})
-		eventually(t, waitLong, "d in j2 and c out of r1 on the Go node", func() bool {
-			local, err := fetch(g.io.Local().In("j2"))
+		siotest.Eventually(t, waitLong, "d in j2 and c out of r1 on the Go node", func() bool {
+			local, err := siotest.Fetch(g.io.Local().In("j2"))
 			if err != nil || len(local) != 1 || string(local[0].Id()) != sids["d"] {
 				return false
 			}
-			inR1, err := fetch(g.io.Local().In("r1"))
+			inR1, err := siotest.Fetch(g.io.Local().In("r1"))
 			return err == nil && len(inR1) == 0
 		})
 		// From Go: everyone leaves "solo" (b on Node joined it above).
 		g.io.SocketsLeave("solo")
-		eventually(t, waitLong, "b out of solo on the Node node", func() bool {
+		siotest.Eventually(t, waitLong, "b out of solo on the Node node", func() bool {
 			rooms := m.node.call(t, map[string]any{"cmd": "localRooms", "nsp": "/"})["sockets"].(map[string]any)
 			return !slices.Contains(sortedStrings(rooms[sids["b"]]), "solo")
 		})
@@ -920,33 +627,33 @@ func TestMixedCluster(t *testing.T) {
 		_ = g.io.To("r1").Emit("to-r1")
 		m.marker(t, false, "/", 4)
 		m.marker(t, true, "/", 4)
-		if got := m.receivers("to-j"); !slices.Equal(got, all) {
+		if got := m.clients.Receivers("to-j"); !slices.Equal(got, all) {
 			t.Errorf("j1+j2 receivers %v", got)
 		}
-		if got := m.receivers("to-r1"); len(got) != 0 {
+		if got := m.clients.Receivers("to-r1"); len(got) != 0 {
 			t.Errorf("r1 should be empty, got %v", got)
 		}
 	})
 
 	t.Run("disconnectSockets", func(t *testing.T) {
-		isDisconnect := func(id string) func(map[string]any) bool {
-			return func(ev map[string]any) bool { return ev["type"] == "disconnect" && ev["id"] == id }
+		isDisconnect := func(id string) func(siotest.Event) bool {
+			return func(ev siotest.Event) bool { return ev.Type == "disconnect" && ev.ID == id }
 		}
 		// From Go: j2 members (b on Node, d on Go).
 		g.io.In("j2").DisconnectSockets(false)
 		for _, id := range []string{"b", "d"} {
-			ev := m.clients.wait(t, "disconnect of "+id, isDisconnect(id))
-			if ev["reason"] != "io server disconnect" {
-				t.Errorf("%s: reason %v", id, ev["reason"])
+			ev := m.clients.Wait(t, "disconnect of "+id, waitLong, isDisconnect(id))
+			if ev.Reason != "io server disconnect" {
+				t.Errorf("%s: reason %v", id, ev.Reason)
 			}
 		}
 		// From Node: everyone left (a on Node, c on Go), closing.
 		m.node.call(t, map[string]any{"cmd": "disconnectSockets", "nsp": "/", "close": true})
 		for _, id := range []string{"a", "c"} {
-			m.clients.wait(t, "disconnect of "+id, isDisconnect(id))
+			m.clients.Wait(t, "disconnect of "+id, waitLong, isDisconnect(id))
 		}
-		eventually(t, waitLong, "no socket left", func() bool {
-			s, err := fetch(g.io.In())
+		siotest.Eventually(t, waitLong, "no socket left", func() bool {
+			s, err := siotest.Fetch(g.io.In())
 			return err == nil && len(s) == 0
 		})
 	})
@@ -955,12 +662,12 @@ func TestMixedCluster(t *testing.T) {
 		// Node 0.3 sends no heartbeats: the Go node counts it through the
 		// pub/sub subscription only, and must stop waiting for it as soon
 		// as it is gone.
-		m.node.stop()
-		eventually(t, waitLong, "Go ServerCount back to 1", func() bool {
+		m.node.Stop()
+		siotest.Eventually(t, waitLong, "Go ServerCount back to 1", func() bool {
 			return g.io.Of("/", nil).Adapter().ServerCount() == 1
 		})
 		// Waiting for it would end in a timeout error.
-		if sockets, err := fetch(g.io.In()); err != nil || len(sockets) != 0 {
+		if sockets, err := siotest.Fetch(g.io.In()); err != nil || len(sockets) != 0 {
 			t.Errorf("fetch after the Node node left: %d sockets, %v", len(sockets), err)
 		}
 	})
@@ -1026,9 +733,9 @@ func TestMixedClusterStreamCount2(t *testing.T) {
 		ev := "from-node-" + strings.Trim(nsp, "/")
 		m.node.call(t, map[string]any{"cmd": "broadcast", "nsp": nsp, "event": ev,
 			"args": []any{nsp, map[string]any{"$bin": "AAE="}}})
-		got := m.clients.wait(t, ev+" on the Go client", func(e map[string]any) bool { return isEvent(ev)(e) && e["id"] == goClient })
-		if !equalJSON(got["args"], []any{nsp, map[string]any{"$bin": "AAE="}}) {
-			t.Errorf("%s: Go client got %v", nsp, got["args"])
+		got := m.clients.Wait(t, ev+" on the Go client", waitLong, siotest.IsEventFor(goClient, ev))
+		if !siotest.EqualJSON(got.Args, []any{nsp, map[string]any{"$bin": "AAE="}}) {
+			t.Errorf("%s: Go client got %v", nsp, got.Args)
 		}
 		if n := xlen(t, m.redis, key); n != before+1 {
 			t.Errorf("%s: Node wrote %d entries to %s", nsp, n-before, key)
@@ -1042,13 +749,13 @@ func TestMixedClusterStreamCount2(t *testing.T) {
 		if err := g.io.Of(nsp, nil).Emit(ev, nsp); err != nil {
 			t.Fatal(err)
 		}
-		m.clients.wait(t, ev+" on the Go client", func(e map[string]any) bool { return isEvent(ev)(e) && e["id"] == goClient })
-		eventually(t, waitLong, "Go's entry in "+key, func() bool { return xlen(t, m.redis, key) == before+2 })
+		m.clients.Wait(t, ev+" on the Go client", waitLong, siotest.IsEventFor(goClient, ev))
+		siotest.Eventually(t, waitLong, "Go's entry in "+key, func() bool { return xlen(t, m.redis, key) == before+2 })
 		if last := lastEntryUID(t, m.redis, key); last != g.b.Adapter(nsp).UID() {
 			t.Errorf("%s: last entry of %s has uid %q, want the Go adapter's %q", nsp, key, last, g.b.Adapter(nsp).UID())
 		}
 		if key != "socket.io--1" {
-			m.clients.wait(t, ev+" on the Node client", func(e map[string]any) bool { return isEvent(ev)(e) && e["id"] == nodeClient })
+			m.clients.Wait(t, ev+" on the Node client", waitLong, siotest.IsEventFor(nodeClient, ev))
 		}
 	}
 	// Nothing went to the plain "socket.io" stream.
@@ -1134,8 +841,8 @@ func TestMixedClusterRecovery(t *testing.T) {
 	// checking it is an entry id.
 	offsetOf := func(t *testing.T, id, event string) string {
 		t.Helper()
-		ev := m.clients.wait(t, event+" on "+id, func(e map[string]any) bool { return isEvent(event)(e) && e["id"] == id })
-		args, _ := ev["args"].([]any)
+		ev := m.clients.Wait(t, event+" on "+id, waitLong, siotest.IsEventFor(id, event))
+		args, _ := ev.Args, true
 		if len(args) == 0 {
 			t.Fatalf("%s got %s without arguments", id, event)
 		}
@@ -1160,11 +867,8 @@ func TestMixedClusterRecovery(t *testing.T) {
 	}
 
 	// a drops its connection: the Node node persists its session.
-	if err := m.clients.send(map[string]any{"cmd": "drop", "id": "a"}); err != nil {
-		t.Fatal(err)
-	}
-	m.clients.wait(t, "a disconnected", func(e map[string]any) bool { return e["type"] == "disconnect" && e["id"] == "a" })
-	eventually(t, waitLong, "a's session in Redis", func() bool {
+	m.clients.Drop(t, "a")
+	siotest.Eventually(t, waitLong, "a's session in Redis", func() bool {
 		v, err := m.redis.Do("KEYS", "sio:session:*")
 		keys, _ := v.([]any)
 		return err == nil && len(keys) == 1
@@ -1185,21 +889,19 @@ func TestMixedClusterRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, ev := range []string{"missed-1", "missed-2", "not-for-a-either"} {
-		m.clients.wait(t, ev+" on c or b", isEvent(ev))
+		m.clients.Wait(t, ev+" on c or b", waitLong, siotest.IsEvent(ev))
 	}
-	eventually(t, waitLong, "the Go node's entries in the stream", func() bool { return xlen(t, m.redis, "socket.io") >= 4 })
+	siotest.Eventually(t, waitLong, "the Go node's entries in the stream", func() bool { return xlen(t, m.redis, "socket.io") >= 4 })
 
-	if err := m.clients.send(map[string]any{"cmd": "reconnect", "id": "a"}); err != nil {
-		t.Fatal(err)
-	}
-	ev := m.clients.waitN(t, "a reconnected", 2, func(e map[string]any) bool { return e["type"] == "connect" && e["id"] == "a" })[1]
-	if ev["recovered"] != true || ev["sid"] != sidA {
+	m.clients.Reconnect(t, "a", "")
+	ev := m.clients.NthConnect(t, "a", 1)
+	if !ev.Recovered || ev.Sid != sidA {
 		t.Fatalf("a not recovered: %v (sid was %s)", ev, sidA)
 	}
 	m.marker(t, true, "/", 3)
 	var got []string
-	for _, e := range m.clients.filter(func(e map[string]any) bool { return e["type"] == "event" && e["id"] == "a" }) {
-		name := str(e["event"])
+	for _, e := range m.clients.Filter(func(e siotest.Event) bool { return e.Type == "event" && e.ID == "a" }) {
+		name := e.Event
 		if strings.HasPrefix(name, "missed-") || strings.HasPrefix(name, "not-for-a") {
 			got = append(got, name)
 		}
@@ -1211,9 +913,9 @@ func TestMixedClusterRecovery(t *testing.T) {
 		"missed-1": {"one", map[string]any{"n": 1}},
 		"missed-2": {map[string]any{"$bin": "AQID"}},
 	} {
-		e := m.clients.wait(t, ev, func(e map[string]any) bool { return isEvent(ev)(e) && e["id"] == "a" })
-		args, _ := e["args"].([]any)
-		if len(args) != len(want)+1 || !equalJSON(args[:len(want)], want) {
+		e := m.clients.Wait(t, ev, waitLong, siotest.IsEventFor("a", ev))
+		args, _ := e.Args, true
+		if len(args) != len(want)+1 || !siotest.EqualJSON(args[:len(want)], want) {
 			t.Errorf("a got %s %v, want %v and the offset", ev, args, want)
 			continue
 		}
@@ -1230,7 +932,7 @@ func TestMixedClusterRecovery(t *testing.T) {
 		m.node.call(t, map[string]any{"cmd": "broadcast", "nsp": "/", "event": "n-missed-2",
 			"args": []any{map[string]any{"$bin": "AQID"}, map[string]any{"$date": "2023-11-14T22:13:20Z"}}})
 		m.node.call(t, map[string]any{"cmd": "broadcast", "nsp": "/", "rooms": []string{"r2"}, "event": "n-not-for-c", "args": []any{}})
-		eventually(t, waitLong, "the Node node's entries in the stream", func() bool { return xlen(t, m.redis, "socket.io") == before+3 })
+		siotest.Eventually(t, waitLong, "the Node node's entries in the stream", func() bool { return xlen(t, m.redis, "socket.io") == before+3 })
 		m.reconnect(t, "c", sidC)
 		m.marker(t, false, "/", 3)
 		m.checkReplay(t, "c", "n-", map[string][]any{
@@ -1244,15 +946,15 @@ func TestMixedClusterRecovery(t *testing.T) {
 		m.dropAndWaitSession(t, "a")
 		before := xlen(t, m.redis, "socket.io")
 		m.node.call(t, map[string]any{"cmd": "broadcast", "nsp": "/", "rooms": []string{"r1"}, "event": "x-missed-a", "args": []any{"a"}})
-		eventually(t, waitLong, "the entry in the stream", func() bool { return xlen(t, m.redis, "socket.io") == before+1 })
+		siotest.Eventually(t, waitLong, "the entry in the stream", func() bool { return xlen(t, m.redis, "socket.io") == before+1 })
 		m.connectRecovering(t, "a2", g.url, "a", sidA)
 		m.checkReplay(t, "a2", "x-missed-a", map[string][]any{"x-missed-a": {"a"}})
-		eventually(t, waitLong, "a in r1 on the Go node", func() bool {
-			s, err := fetch(g.io.Local().In("r1"))
+		siotest.Eventually(t, waitLong, "a in r1 on the Go node", func() bool {
+			s, err := siotest.Fetch(g.io.Local().In("r1"))
 			return err == nil && slices.ContainsFunc(s, func(r *socket.RemoteSocket) bool { return string(r.Id()) == sidA })
 		})
-		s, err := fetch(g.io.Local().In(socket.Room(sidA)))
-		if err != nil || len(s) != 1 || !equalJSON(s[0].Data(), map[string]any{"user": "user-a", "node": nodeNodeName}) {
+		s, err := siotest.Fetch(g.io.Local().In(socket.Room(sidA)))
+		if err != nil || len(s) != 1 || !siotest.EqualJSON(s[0].Data(), map[string]any{"user": "user-a", "node": nodeNodeName}) {
 			t.Errorf("a on the Go node: %d sockets, err %v", len(s), err)
 		}
 	})
@@ -1264,11 +966,11 @@ func TestMixedClusterRecovery(t *testing.T) {
 		if err := g.io.To("r1").Emit("x-missed-c", []byte{5}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, waitLong, "the entry in the stream", func() bool { return xlen(t, m.redis, "socket.io") == before+1 })
+		siotest.Eventually(t, waitLong, "the entry in the stream", func() bool { return xlen(t, m.redis, "socket.io") == before+1 })
 		m.connectRecovering(t, "c2", m.nodeURL, "c", sidC)
 		m.checkReplay(t, "c2", "x-missed-c", map[string][]any{"x-missed-c": {map[string]any{"$bin": "BQ=="}}})
 		rooms := m.node.call(t, map[string]any{"cmd": "localRooms", "nsp": "/"})["sockets"].(map[string]any)
-		if got := sortedStrings(rooms[sidC]); !slices.Equal(got, sorted(sidC, "r1")) {
+		if got := sortedStrings(rooms[sidC]); !slices.Equal(got, siotest.Sorted(sidC, "r1")) {
 			t.Errorf("rooms of c on the Node node: %v", got)
 		}
 	})
@@ -1278,12 +980,8 @@ func TestMixedClusterRecovery(t *testing.T) {
 // node has persisted its session.
 func (m *mixed) dropAndWaitSession(t *testing.T, id string) {
 	t.Helper()
-	n := len(m.clients.filter(func(e map[string]any) bool { return e["type"] == "disconnect" && e["id"] == id }))
-	if err := m.clients.send(map[string]any{"cmd": "drop", "id": id}); err != nil {
-		t.Fatal(err)
-	}
-	m.clients.waitN(t, id+" disconnected", n+1, func(e map[string]any) bool { return e["type"] == "disconnect" && e["id"] == id })
-	eventually(t, waitLong, id+"'s session in Redis", func() bool {
+	m.clients.Drop(t, id)
+	siotest.Eventually(t, waitLong, id+"'s session in Redis", func() bool {
 		v, err := m.redis.Do("KEYS", "sio:session:*")
 		keys, _ := v.([]any)
 		return err == nil && len(keys) == 1
@@ -1294,12 +992,10 @@ func (m *mixed) dropAndWaitSession(t *testing.T, id string) {
 // (sid) back.
 func (m *mixed) reconnect(t *testing.T, id, sid string) {
 	t.Helper()
-	n := len(m.clients.filter(func(e map[string]any) bool { return e["type"] == "connect" && e["id"] == id }))
-	if err := m.clients.send(map[string]any{"cmd": "reconnect", "id": id}); err != nil {
-		t.Fatal(err)
-	}
-	ev := m.clients.waitN(t, id+" reconnected", n+1, func(e map[string]any) bool { return e["type"] == "connect" && e["id"] == id })[n]
-	if ev["recovered"] != true || ev["sid"] != sid {
+	n := m.clients.Connects(id)
+	m.clients.Reconnect(t, id, "")
+	ev := m.clients.NthConnect(t, id, n)
+	if !ev.Recovered || ev.Sid != sid {
 		t.Fatalf("%s not recovered: %v (sid was %s)", id, ev, sid)
 	}
 }
@@ -1308,13 +1004,8 @@ func (m *mixed) reconnect(t *testing.T, id, sid string) {
 // the dropped client from, and checks it got that session (sid) back.
 func (m *mixed) connectRecovering(t *testing.T, id, baseURL, from, sid string) {
 	t.Helper()
-	if err := m.clients.send(map[string]any{"cmd": "connect", "id": id, "url": baseURL + "/", "recoverFrom": from}); err != nil {
-		t.Fatal(err)
-	}
-	ev := m.clients.wait(t, "connect of "+id, func(e map[string]any) bool {
-		return e["id"] == id && (e["type"] == "connect" || e["type"] == "connect_error")
-	})
-	if ev["recovered"] != true || ev["sid"] != sid {
+	ev := m.clients.Connect(t, id, baseURL+"/", nil, map[string]any{"recoverFrom": from})
+	if !ev.Recovered || ev.Sid != sid {
 		t.Fatalf("%s did not recover %s's session: %v (sid was %s)", id, from, ev, sid)
 	}
 }
@@ -1323,24 +1014,24 @@ func (m *mixed) connectRecovering(t *testing.T, id, baseURL, from, sid string) {
 // prefix are exactly want (in any order), each with an offset last.
 func (m *mixed) checkReplay(t *testing.T, id, prefix string, want map[string][]any) {
 	t.Helper()
-	evs := m.clients.filter(func(e map[string]any) bool {
-		return e["type"] == "event" && e["id"] == id && strings.HasPrefix(str(e["event"]), prefix)
+	evs := m.clients.Filter(func(e siotest.Event) bool {
+		return e.Type == "event" && e.ID == id && strings.HasPrefix(e.Event, prefix)
 	})
 	var names, wantNames []string
 	for _, e := range evs {
-		names = append(names, str(e["event"]))
+		names = append(names, e.Event)
 	}
 	for name := range want {
 		wantNames = append(wantNames, name)
 	}
-	if slices.Sort(names); !slices.Equal(names, sorted(wantNames...)) {
-		t.Fatalf("%s got %v after its recovery, want %v", id, names, sorted(wantNames...))
+	if slices.Sort(names); !slices.Equal(names, siotest.Sorted(wantNames...)) {
+		t.Fatalf("%s got %v after its recovery, want %v", id, names, siotest.Sorted(wantNames...))
 	}
 	for _, e := range evs {
-		w := want[str(e["event"])]
-		args, _ := e["args"].([]any)
-		if len(args) != len(w)+1 || !equalJSON(args[:len(w)], w) || !isEntryID(str(args[len(w)])) {
-			t.Errorf("%s got %s %v, want %v and the offset", id, e["event"], args, w)
+		w := want[e.Event]
+		args := e.Args
+		if len(args) != len(w)+1 || !siotest.EqualJSON(args[:len(w)], w) || !isEntryID(str(args[len(w)])) {
+			t.Errorf("%s got %s %v, want %v and the offset", id, e.Event, args, w)
 		}
 	}
 }

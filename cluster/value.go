@@ -418,6 +418,10 @@ func badField(path string, format string, args ...any) error {
 	return &schemaError{path: path, msg: fmt.Sprintf(format, args...)}
 }
 
+// typeName names the type of a decoded value in the terms of the Node
+// adapter's JSON payloads (null, object, date), for schema errors a Node
+// developer reads. recovery/codec.go has its own, in MessagePack terms,
+// for the sessions it stores: the two vocabularies differ on purpose.
 func typeName(v any) string {
 	switch v.(type) {
 	case nil:

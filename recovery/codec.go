@@ -146,6 +146,9 @@ func decodeDelivery(s *Session, v any) error {
 	return nil
 }
 
+// typeName names the type of a decoded MessagePack value in MessagePack
+// terms (nil, map, timestamp), for errors about a stored session.
+// cluster/value.go names payload values in JSON terms instead.
 func typeName(v any) string {
 	switch v.(type) {
 	case nil:

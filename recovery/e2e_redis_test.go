@@ -11,6 +11,7 @@ import (
 	"github.com/sockstream/sockstream/adapter"
 	"github.com/sockstream/sockstream/cluster"
 	"github.com/sockstream/sockstream/internal/redistest"
+	"github.com/sockstream/sockstream/internal/siotest"
 	"github.com/sockstream/sockstream/recovery"
 )
 
@@ -25,7 +26,7 @@ func redisBackend(t *testing.T, maxLen int64) (*backend, *redistest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logger := testLogger(t)
+	logger := siotest.Logger(t)
 	be := &backend{
 		reg: reg,
 		logged: func(t *testing.T) int {
@@ -109,34 +110,29 @@ func TestRecoverRedisCutDuringOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, sessions, closeTr := redisNode(t, proxy.Addr(), 100_000, m, testLogger(t))
+	tr, sessions, closeTr := redisNode(t, proxy.Addr(), 100_000, m, siotest.Logger(t))
 	a := newNode(t, "a", nodeConfig{transport: tr, closeTransport: closeTr, sessions: sessions,
 		maxDisconnect: time.Minute, skipMiddlewares: true})
 	b := be.node(t, "b", time.Minute)
 	waitPeers(t, a, b)
-	c := startClients(t)
-	first := c.connect("c1", a.url, map[string]string{"rooms": "r1"})
+	c := siotest.StartClients(t)
+	first := c.Connect(t, "c1", a.url+"/", map[string]string{"rooms": "r1"}, nil)
 	eb := startEmitter(t, b, "tb", "r1")
-	c.waitN("some ticks", 20, 10*time.Second, isEvent("c1", "tb"))
+	c.WaitN(t, "some ticks", 20, 10*time.Second, siotest.IsEventFor("c1", "tb"))
 
-	c.drop("c1")
+	c.Drop(t, "c1")
 	// The session is persisted by a after the disconnection: let it land
 	// before cutting a off.
-	eventually(t, 10*time.Second, "the session is persisted", func() bool {
+	siotest.Eventually(t, 10*time.Second, "the session is persisted", func() bool {
 		v, err := srv.Do("DBSIZE")
 		return err == nil && v.(int64) >= 2 // the stream and the session
 	})
 	proxy.Cut()
 	time.Sleep(2 * time.Second) // a is cut off from Redis; b broadcasts on
 	proxy.Restore()
-	eventually(t, 20*time.Second, "a is connected to Redis again", tr.Ready)
-	c.reconnect("c1", a.url+"/")
-	second := c.nextConnect("c1", 1)
-	if !second.Recovered || second.Sid != first.Sid {
-		t.Fatalf("after the cut: recovered=%v sid=%s; want recovered with sid %s", second.Recovered, second.Sid, first.Sid)
-	}
-	before := len(c.filter(isEvent("c1", "tb")))
-	c.waitN("live ticks after the reconnection", before+20, 20*time.Second, isEvent("c1", "tb"))
+	siotest.Eventually(t, 20*time.Second, "a is connected to Redis again", tr.Ready)
+	reconnectRecovered(t, c, a.url+"/", first.Sid, "after the cut: ")
+	waitLive(t, c, "c1", "tb", 20, 20*time.Second)
 	checkSequence(t, c, "c1", "tb", eb.halt())
 }
 
@@ -150,20 +146,20 @@ func TestRecoverRedisManyClients(t *testing.T) {
 	a := be.node(t, "a", time.Minute)
 	b := be.node(t, "b", time.Minute)
 	waitPeers(t, a, b)
-	c := startClients(t)
+	c := siotest.StartClients(t)
 	const n = 10
 	sids := map[string]string{}
 	for i := range n {
 		id := fmt.Sprintf("c%d", i)
-		sids[id] = c.connect(id, a.url, map[string]string{"rooms": "r1"}).Sid
+		sids[id] = c.Connect(t, id, a.url+"/", map[string]string{"rooms": "r1"}, nil).Sid
 	}
 	ea := startEmitter(t, a, "ta", "r1")
 	eb := startEmitter(t, b, "tb", "r1")
-	c.waitN("some ticks", 20, 10*time.Second, isEvent("c9", "tb"))
+	c.WaitN(t, "some ticks", 20, 10*time.Second, siotest.IsEventFor("c9", "tb"))
 	for i := range n {
-		c.do(map[string]any{"cmd": "drop", "id": fmt.Sprintf("c%d", i)})
+		c.Do(t, map[string]any{"cmd": "drop", "id": fmt.Sprintf("c%d", i)})
 	}
-	c.waitN("disconnections", n, 10*time.Second, func(ev clientEvent) bool { return ev.Type == "disconnect" })
+	c.WaitN(t, "disconnections", n, 10*time.Second, func(ev siotest.Event) bool { return ev.Type == "disconnect" })
 	waitPersisted(t, be.reg, n)
 	time.Sleep(time.Second)
 	for i := range n {
@@ -171,17 +167,16 @@ func TestRecoverRedisManyClients(t *testing.T) {
 		if i%2 == 1 {
 			target = b
 		}
-		c.reconnect(fmt.Sprintf("c%d", i), target.url+"/")
+		c.Reconnect(t, fmt.Sprintf("c%d", i), target.url+"/")
 	}
 	for i := range n {
 		id := fmt.Sprintf("c%d", i)
-		ev := c.nextConnect(id, 1)
+		ev := c.NthConnect(t, id, 1)
 		if !ev.Recovered || ev.Sid != sids[id] {
 			t.Fatalf("%s: recovered=%v sid=%s, want recovered with sid %s", id, ev.Recovered, ev.Sid, sids[id])
 		}
 	}
-	before := len(c.filter(isEvent("c0", "tb")))
-	c.waitN("live ticks after the reconnections", before+20, 10*time.Second, isEvent("c0", "tb"))
+	waitLive(t, c, "c0", "tb", 20, 10*time.Second)
 	na, nb := ea.halt(), eb.halt()
 	for i := range n {
 		id := fmt.Sprintf("c%d", i)

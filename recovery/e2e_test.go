@@ -14,6 +14,7 @@ import (
 
 	"github.com/sockstream/sockstream/adapter"
 	"github.com/sockstream/sockstream/adapter/adaptertest"
+	"github.com/sockstream/sockstream/internal/siotest"
 	"github.com/sockstream/sockstream/recovery"
 )
 
@@ -27,7 +28,9 @@ type backend struct {
 	logged func(t *testing.T) int
 }
 
-func memoryBackend(t *testing.T, maxLen int) *backend {
+// memoryStore returns a registry, recovery metrics on it and a memory
+// store closed at cleanup: what the in-memory backends share.
+func memoryStore(t *testing.T) (*prometheus.Registry, *recovery.Metrics, *recovery.MemoryStore) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	m, err := recovery.NewMetrics(reg)
@@ -36,6 +39,12 @@ func memoryBackend(t *testing.T, maxLen int) *backend {
 	}
 	store := recovery.NewMemoryStore(recovery.MemoryStoreOptions{})
 	t.Cleanup(func() { _ = store.Close() })
+	return reg, m, store
+}
+
+func memoryBackend(t *testing.T, maxLen int) *backend {
+	t.Helper()
+	reg, m, store := memoryStore(t)
 	hl := &hubLog{hub: adaptertest.NewHub(), log: recovery.NewMemoryLog(recovery.MemoryLogOptions{MaxLen: maxLen})}
 	t.Cleanup(func() {
 		hl.mu.Lock()
@@ -44,7 +53,7 @@ func memoryBackend(t *testing.T, maxLen int) *backend {
 			t.Errorf("the hub's offsets reached the log out of order: %v", hl.err)
 		}
 	})
-	sessions := &recovery.Sessions{Store: store, Log: hl.log, Metrics: m, Logger: testLogger(t)}
+	sessions := &recovery.Sessions{Store: store, Log: hl.log, Metrics: m, Logger: siotest.Logger(t)}
 	return &backend{
 		newNode: func(*testing.T) (adapter.Transport, *recovery.Sessions, func()) {
 			tr := hl.hub.NewTransport()
@@ -105,12 +114,31 @@ func (e *emitter) halt() int {
 	return e.count
 }
 
+// reconnectRecovered reconnects client c1 (to url when not "") and fails t
+// unless it got its session, sid, back; when prefixes the failure.
+func reconnectRecovered(t *testing.T, c *siotest.Clients, url, sid, when string) {
+	t.Helper()
+	c.Reconnect(t, "c1", url)
+	second := c.NthConnect(t, "c1", 1)
+	if !second.Recovered || second.Sid != sid {
+		t.Fatalf("%srecovered=%v sid=%s; want recovered with sid %s", when, second.Recovered, second.Sid, sid)
+	}
+}
+
+// waitLive waits until client id got n more events named event: after a
+// reconnection, live broadcasts flow again.
+func waitLive(t *testing.T, c *siotest.Clients, id, event string, n int, timeout time.Duration) {
+	t.Helper()
+	before := c.Count(siotest.IsEventFor(id, event))
+	c.WaitN(t, "live ticks after the reconnection", before+n, timeout, siotest.IsEventFor(id, event))
+}
+
 // checkSequence checks that client id got event 0..n-1 exactly once, in
 // order, each with an offset as last argument, then the end marker.
-func checkSequence(t *testing.T, c *clients, id, event string, n int) {
+func checkSequence(t *testing.T, c *siotest.Clients, id, event string, n int) {
 	t.Helper()
-	c.waitN(event+"-end", 1, 30*time.Second, isEvent(id, event+"-end"))
-	got := c.filter(isEvent(id, event))
+	c.WaitN(t, event+"-end", 1, 30*time.Second, siotest.IsEventFor(id, event+"-end"))
+	got := c.Filter(siotest.IsEventFor(id, event))
 	if len(got) != n {
 		t.Errorf("%s: got %d %q events, want %d", id, len(got), event, n)
 	}
@@ -137,8 +165,8 @@ func testRecovery(t *testing.T, be *backend, otherNode, bothNodes bool) {
 	a := be.node(t, "a", time.Minute)
 	b := be.node(t, "b", time.Minute)
 	waitPeers(t, a, b)
-	c := startClients(t)
-	first := c.connect("c1", a.url, map[string]string{"rooms": "r1", "user": "u1"})
+	c := siotest.StartClients(t)
+	first := c.Connect(t, "c1", a.url+"/", map[string]string{"rooms": "r1", "user": "u1"}, nil)
 	if first.Recovered {
 		t.Fatal("first connection reported recovered")
 	}
@@ -148,29 +176,24 @@ func testRecovery(t *testing.T, be *backend, otherNode, bothNodes bool) {
 	if bothNodes {
 		ea = startEmitter(t, a, "ta", "r1")
 	}
-	c.waitN("some ticks", 20, 10*time.Second, isEvent("c1", "tb"))
+	c.WaitN(t, "some ticks", 20, 10*time.Second, siotest.IsEventFor("c1", "tb"))
 
-	c.drop("c1")
+	c.Drop(t, "c1")
 	waitPersisted(t, be.reg, 1)
 	time.Sleep(2 * time.Second) // the outage, while b keeps broadcasting
 	target := a
 	if otherNode {
 		target = b
 	}
-	c.reconnect("c1", target.url+"/")
-	second := c.nextConnect("c1", 1)
-	if !second.Recovered || second.Sid != first.Sid {
-		t.Fatalf("after the outage: recovered=%v sid=%s; want recovered with sid %s", second.Recovered, second.Sid, first.Sid)
-	}
-	before := len(c.filter(isEvent("c1", "tb")))
-	c.waitN("live ticks after the reconnection", before+20, 10*time.Second, isEvent("c1", "tb"))
+	reconnectRecovered(t, c, target.url+"/", first.Sid, "after the outage: ")
+	waitLive(t, c, "c1", "tb", 20, 10*time.Second)
 	nb, na := eb.halt(), 0
 	if ea != nil {
 		na = ea.halt()
 		checkSequence(t, c, "c1", "ta", na)
 	}
 	checkSequence(t, c, "c1", "tb", nb)
-	if noise := c.filter(isEvent("c1", "noise")); len(noise) > 0 {
+	if noise := c.Filter(siotest.IsEventFor("c1", "noise")); len(noise) > 0 {
 		t.Errorf("the client got %d packets not meant for it: %v", len(noise), noise[0].Args)
 	}
 	rooms := target.socketRooms(first.Sid)
@@ -208,15 +231,15 @@ func TestRecoverMemoryBothNodesBroadcast(t *testing.T) {
 // fresh session.
 func testExpired(t *testing.T, be *backend) {
 	a := be.node(t, "a", 500*time.Millisecond)
-	c := startClients(t)
-	first := c.connect("c1", a.url, map[string]string{"rooms": "r1"})
+	c := siotest.StartClients(t)
+	first := c.Connect(t, "c1", a.url+"/", map[string]string{"rooms": "r1"}, nil)
 	_ = a.io.To(socketRoom("r1")).Emit("x", 1) // gives the client an offset
-	c.waitN("x", 1, 10*time.Second, isEvent("c1", "x"))
-	c.drop("c1")
+	c.WaitN(t, "x", 1, 10*time.Second, siotest.IsEventFor("c1", "x"))
+	c.Drop(t, "c1")
 	waitPersisted(t, be.reg, 1)
 	time.Sleep(1500 * time.Millisecond)
-	c.reconnect("c1", "")
-	second := c.nextConnect("c1", 1)
+	c.Reconnect(t, "c1", "")
+	second := c.NthConnect(t, "c1", 1)
 	if second.Recovered || second.Sid == first.Sid {
 		t.Fatalf("after an expired session: recovered=%v sid=%s (was %s); want a fresh session", second.Recovered, second.Sid, first.Sid)
 	}
@@ -231,12 +254,12 @@ func TestRecoverMemoryExpired(t *testing.T) { testExpired(t, memoryBackend(t, 10
 // outage: a fresh session, never a partial replay.
 func testTrimmed(t *testing.T, be *backend, maxLen int) {
 	a := be.node(t, "a", time.Minute)
-	c := startClients(t)
-	first := c.connect("c1", a.url, map[string]string{"rooms": "r1"})
+	c := siotest.StartClients(t)
+	first := c.Connect(t, "c1", a.url+"/", map[string]string{"rooms": "r1"}, nil)
 	_ = a.io.To(socketRoom("r1")).Emit("x", -1)
-	got := c.waitN("x", 1, 10*time.Second, isEvent("c1", "x"))
+	got := c.WaitN(t, "x", 1, 10*time.Second, siotest.IsEventFor("c1", "x"))
 	offset, _ := got[0].Args[len(got[0].Args)-1].(string)
-	c.drop("c1")
+	c.Drop(t, "c1")
 	waitPersisted(t, be.reg, 1)
 	// Publish until the client's offset has been trimmed away.
 	for i := 0; ; i++ {
@@ -254,21 +277,21 @@ func testTrimmed(t *testing.T, be *backend, maxLen int) {
 	// Every broadcast is logged before the client comes back: whatever "x"
 	// it gets then would be a replay.
 	prev := -1
-	eventually(t, 10*time.Second, "the broadcasts are all logged", func() bool {
+	siotest.Eventually(t, 10*time.Second, "the broadcasts are all logged", func() bool {
 		n := be.logged(t)
 		done := n == prev
 		prev = n
 		time.Sleep(20 * time.Millisecond)
 		return done
 	})
-	c.reconnect("c1", "")
-	second := c.nextConnect("c1", 1)
+	c.Reconnect(t, "c1", "")
+	second := c.NthConnect(t, "c1", 1)
 	if second.Recovered || second.Sid == first.Sid {
 		t.Fatalf("after a trimmed offset: recovered=%v sid=%s (was %s); want a fresh session", second.Recovered, second.Sid, first.Sid)
 	}
 	_ = a.io.To(socketRoom("r1")).Emit("after")
-	c.waitN("a live packet", 1, 10*time.Second, isEvent("c1", "after"))
-	if got := len(c.filter(isEvent("c1", "x"))); got != 1 {
+	c.WaitN(t, "a live packet", 1, 10*time.Second, siotest.IsEventFor("c1", "after"))
+	if got := len(c.Filter(siotest.IsEventFor("c1", "x"))); got != 1 {
 		t.Errorf("the client got %d packets, want only the one before the outage (no partial replay)", got)
 	}
 	if got := attempts(t, be.reg, "trimmed"); got != 1 {
@@ -295,11 +318,11 @@ func testManyMissed(t *testing.T, be *backend, otherNode bool) {
 	a := be.node(t, "a", time.Minute)
 	b := be.node(t, "b", time.Minute)
 	waitPeers(t, a, b)
-	c := startClients(t)
-	first := c.connect("c1", a.url, map[string]string{"rooms": "r1"})
+	c := siotest.StartClients(t)
+	first := c.Connect(t, "c1", a.url+"/", map[string]string{"rooms": "r1"}, nil)
 	_ = b.io.To(socketRoom("r1")).Emit("m", -1)
-	c.waitN("first packet", 1, 10*time.Second, isEvent("c1", "m"))
-	c.drop("c1")
+	c.WaitN(t, "first packet", 1, 10*time.Second, siotest.IsEventFor("c1", "m"))
+	c.Drop(t, "c1")
 	waitPersisted(t, be.reg, 1)
 	base := be.logged(t)
 	var wg sync.WaitGroup
@@ -311,18 +334,14 @@ func testManyMissed(t *testing.T, be *backend, otherNode bool) {
 		}
 	}()
 	wg.Wait()
-	eventually(t, 60*time.Second, "the broadcasts are logged", func() bool { return be.logged(t) >= base+missed })
+	siotest.Eventually(t, 60*time.Second, "the broadcasts are logged", func() bool { return be.logged(t) >= base+missed })
 	target := a
 	if otherNode {
 		target = b
 	}
 	start := time.Now()
-	c.reconnect("c1", target.url+"/")
-	second := c.nextConnect("c1", 1)
-	if !second.Recovered || second.Sid != first.Sid {
-		t.Fatalf("recovered=%v sid=%s; want recovered with sid %s", second.Recovered, second.Sid, first.Sid)
-	}
-	evs := c.waitN("missed packets", missed+1, 120*time.Second, isEvent("c1", "m"))
+	reconnectRecovered(t, c, target.url+"/", first.Sid, "")
+	evs := c.WaitN(t, "missed packets", missed+1, 120*time.Second, siotest.IsEventFor("c1", "m"))
 	took := time.Since(start)
 	for i, ev := range evs[1:] {
 		if len(ev.Args) != 2 || ev.Args[0] != float64(i) {
@@ -330,8 +349,8 @@ func testManyMissed(t *testing.T, be *backend, otherNode bool) {
 		}
 	}
 	_ = b.io.To(socketRoom("r1")).Emit("m-end")
-	c.waitN("end", 1, 10*time.Second, isEvent("c1", "m-end"))
-	if got := len(c.filter(isEvent("c1", "m"))); got != missed+1 {
+	c.WaitN(t, "end", 1, 10*time.Second, siotest.IsEventFor("c1", "m-end"))
+	if got := len(c.Filter(siotest.IsEventFor("c1", "m"))); got != missed+1 {
 		t.Errorf("got %d packets, want %d", got, missed+1)
 	}
 	t.Logf("MEASURE %d missed packets: restore (take the session, read the log) %v; reconnection to the last packet received %v",

@@ -47,6 +47,9 @@ func StartCluster(t testing.TB, masters int, opts ...Option) *Cluster {
 	for _, o := range opts {
 		o(&cfg)
 	}
+	if cfg.tls {
+		t.Fatalf("redistest: StartCluster does not support WithTLS")
+	}
 	cfg.cluster = true
 	c := &Cluster{t: t, cfg: cfg}
 	for range masters {
@@ -114,7 +117,7 @@ func (c *Cluster) Do(args ...string) (any, error) {
 	}
 	addr, asking := seed, false
 	for range maxRedirects {
-		v, err := doOnce(addr, c.cfg.user, c.cfg.password, DefaultDoTimeout, asking, args)
+		v, err := doOnce(addr, nil, c.cfg.user, c.cfg.password, DefaultDoTimeout, asking, args)
 		var re Error
 		if !errors.As(err, &re) {
 			return v, err

@@ -31,6 +31,20 @@
 // when redis-server then exits with "Address already in use" the start is
 // retried on a new port (up to 5 times).
 //
+// # TLS
+//
+// WithTLS serves TLS only (rediss://), with a certificate authority and a
+// server certificate for 127.0.0.1 and localhost generated with crypto/x509
+// into the server's directory:
+//
+//	s := redistest.StartStandalone(t, redistest.WithTLS())
+//	s.URL()       // rediss://127.0.0.1:port/0
+//	s.TLSConfig() // trusts the CA; also s.CertPool(), s.CAFile()
+//
+// Do, Dial and the readiness checks then speak TLS; DialTLS dials any
+// address (a Proxy in front of the server) with a given configuration.
+// Clusters do not support it.
+//
 // # Raw commands
 //
 // Server.Do, Cluster.Do and Conn.Do speak RESP over a plain net.Conn so tests

@@ -164,7 +164,7 @@ func TestPasswordAndACLUser(t *testing.T) {
 	if want := "redis://:s3cret@" + pw.Addr() + "/0"; pw.URL() != want {
 		t.Fatalf("URL = %q, want %q", pw.URL(), want)
 	}
-	if _, err := doOnce(pw.Addr(), "", "", time.Second, false, []string{"PING"}); err == nil || !strings.HasPrefix(err.Error(), "NOAUTH") {
+	if _, err := doOnce(pw.Addr(), nil, "", "", time.Second, false, []string{"PING"}); err == nil || !strings.HasPrefix(err.Error(), "NOAUTH") {
 		t.Fatalf("unauthenticated PING error = %v", err)
 	}
 
@@ -179,7 +179,7 @@ func TestPasswordAndACLUser(t *testing.T) {
 	if p, _ := u.User.Password(); p != "pw1" {
 		t.Fatalf("URL password = %q", p)
 	}
-	if _, err := doOnce(acl.Addr(), "default", "pw1", time.Second, false, []string{"PING"}); err == nil {
+	if _, err := doOnce(acl.Addr(), nil, "default", "pw1", time.Second, false, []string{"PING"}); err == nil {
 		t.Fatal("default user could authenticate")
 	}
 }
@@ -354,12 +354,12 @@ func TestProxyCutRestore(t *testing.T) {
 	if _, err := c.Do("PING"); err == nil {
 		t.Fatal("PING on a cut connection succeeded")
 	}
-	if _, err := doOnce(p.Addr(), "", "", time.Second, false, []string{"PING"}); err == nil || isTimeout(err) {
+	if _, err := doOnce(p.Addr(), nil, "", "", time.Second, false, []string{"PING"}); err == nil || isTimeout(err) {
 		t.Fatalf("new connection while cut: err = %v, want an immediate failure", err)
 	}
 
 	p.Restore()
-	if v, err := doOnce(p.Addr(), "", "", 5*time.Second, false, []string{"PING"}); err != nil || v != "PONG" {
+	if v, err := doOnce(p.Addr(), nil, "", "", 5*time.Second, false, []string{"PING"}); err != nil || v != "PONG" {
 		t.Fatalf("PING after Restore = %#v, %v", v, err)
 	}
 }
@@ -427,11 +427,11 @@ func TestProxyTargetDown(t *testing.T) {
 	s := StartStandalone(t)
 	p := NewProxy(t, s.Addr())
 	s.Kill()
-	if _, err := doOnce(p.Addr(), "", "", 2*time.Second, false, []string{"PING"}); err == nil || isTimeout(err) {
+	if _, err := doOnce(p.Addr(), nil, "", "", 2*time.Second, false, []string{"PING"}); err == nil || isTimeout(err) {
 		t.Fatalf("PING through proxy to a dead target: err = %v, want EOF/reset", err)
 	}
 	s.Restart()
-	if v, err := doOnce(p.Addr(), "", "", 5*time.Second, false, []string{"PING"}); v != "PONG" {
+	if v, err := doOnce(p.Addr(), nil, "", "", 5*time.Second, false, []string{"PING"}); v != "PONG" {
 		t.Fatalf("PING after target Restart = %#v, %v", v, err)
 	}
 }

@@ -2,6 +2,7 @@ package redistest
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -34,7 +35,20 @@ type Conn struct {
 // Dial connects to a Redis server at addr ("127.0.0.1:port") with the given
 // dial timeout. The connection is not authenticated and has no deadline.
 func Dial(addr string, timeout time.Duration) (*Conn, error) {
-	nc, err := net.DialTimeout("tcp", addr, timeout)
+	return dial(addr, timeout, nil)
+}
+
+// dial connects to addr, over TLS with cfg when cfg is not nil, the TLS
+// handshake included in timeout.
+func dial(addr string, timeout time.Duration, cfg *tls.Config) (*Conn, error) {
+	d := net.Dialer{Timeout: timeout}
+	var nc net.Conn
+	var err error
+	if cfg != nil {
+		nc, err = tls.DialWithDialer(&d, "tcp", addr, cfg)
+	} else {
+		nc, err = d.Dial("tcp", addr)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -100,11 +114,11 @@ func (c *Conn) auth(user, password string) error {
 	return err
 }
 
-// doOnce dials addr, authenticates, runs an optional ASKING and then args,
-// all within timeout.
-func doOnce(addr, user, password string, timeout time.Duration, asking bool, args []string) (any, error) {
+// doOnce dials addr (over TLS with tc when not nil), authenticates, runs an
+// optional ASKING and then args, all within timeout.
+func doOnce(addr string, tc *tls.Config, user, password string, timeout time.Duration, asking bool, args []string) (any, error) {
 	deadline := time.Now().Add(timeout)
-	c, err := Dial(addr, timeout)
+	c, err := dial(addr, timeout, tc)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package redistest
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -46,6 +47,7 @@ type config struct {
 	startTimeout time.Duration
 	cluster      bool
 	nodeTimeout  int
+	tls          bool
 }
 
 // WithAOF turns on the append only file (appendonly yes, appendfsync always)
@@ -86,6 +88,7 @@ type Server struct {
 	bin     string
 	dir     string
 	logPath string
+	tls     *tlsFiles // nil without WithTLS
 
 	mu      sync.Mutex
 	port    int
@@ -133,6 +136,11 @@ func newServer(t testing.TB, cfg config) *Server {
 		dir:     dir,
 		logPath: filepath.Join(dir, "redis.log"),
 	}
+	if cfg.tls {
+		if s.tls, err = writeTLSFiles(dir); err != nil {
+			t.Fatalf("%v", err)
+		}
+	}
 	// Registered after t.TempDir, so it runs before the dir is removed.
 	t.Cleanup(s.cleanup)
 	return s
@@ -150,10 +158,14 @@ func (s *Server) Port() int {
 	return s.port
 }
 
-// URL returns "redis://127.0.0.1:port/0", with "user:password@" or
-// ":password@" when the server was started with credentials.
+// URL returns "redis://127.0.0.1:port/0" ("rediss://" WithTLS), with
+// "user:password@" or ":password@" when the server was started with
+// credentials.
 func (s *Server) URL() string {
 	u := url.URL{Scheme: "redis", Host: s.Addr(), Path: "/0"}
+	if s.tls != nil {
+		u.Scheme = "rediss"
+	}
 	if s.cfg.password != "" {
 		u.User = url.UserPassword(s.cfg.user, s.cfg.password)
 	}
@@ -214,13 +226,14 @@ func (s *Server) Do(args ...string) (any, error) {
 // DoTimeout is Do with an explicit deadline covering dial, AUTH, the command
 // and its reply.
 func (s *Server) DoTimeout(d time.Duration, args ...string) (any, error) {
-	return doOnce(s.Addr(), s.cfg.user, s.cfg.password, d, false, args)
+	return doOnce(s.Addr(), s.tls.clientConfig(), s.cfg.user, s.cfg.password, d, false, args)
 }
 
-// Dial opens a connection to the server, authenticated when the server has
-// credentials. The caller closes it and sets deadlines as needed.
+// Dial opens a connection to the server (over TLS WithTLS), authenticated
+// when the server has credentials. The caller closes it and sets deadlines
+// as needed.
 func (s *Server) Dial() (*Conn, error) {
-	c, err := Dial(s.Addr(), DefaultDoTimeout)
+	c, err := dial(s.Addr(), DefaultDoTimeout, s.tls.clientConfig())
 	if err != nil {
 		return nil, err
 	}
@@ -350,14 +363,19 @@ func (s *Server) startFresh() {
 }
 
 func (s *Server) args() []string {
-	a := []string{
-		"--port", strconv.Itoa(s.port),
+	var a []string
+	if s.tls != nil {
+		a = s.tls.args(strconv.Itoa(s.port))
+	} else {
+		a = []string{"--port", strconv.Itoa(s.port)}
+	}
+	a = append(a,
 		"--bind", "127.0.0.1",
 		"--dir", s.dir,
 		"--logfile", s.logPath,
 		"--daemonize", "no",
 		"--save", "",
-	}
+	)
 	if s.cfg.aof {
 		a = append(a, "--appendonly", "yes", "--appendfsync", "always")
 	} else {
@@ -460,7 +478,7 @@ func (s *Server) waitReady(p *process) error {
 			return errors.New("redis-server exited during start")
 		default:
 		}
-		last = checkPID(addr, s.cfg.user, s.cfg.password, p.pid)
+		last = checkPID(addr, s.tls.clientConfig(), s.cfg.user, s.cfg.password, p.pid)
 		if last == nil {
 			return nil
 		}
@@ -475,8 +493,8 @@ func (s *Server) waitReady(p *process) error {
 	}
 }
 
-func checkPID(addr, user, password string, pid int) error {
-	c, err := Dial(addr, 250*time.Millisecond)
+func checkPID(addr string, tc *tls.Config, user, password string, pid int) error {
+	c, err := dial(addr, 250*time.Millisecond, tc)
 	if err != nil {
 		return err
 	}
