@@ -46,6 +46,7 @@ type wsTransport struct {
 // (upstream answers the probe from its packet handler), which is what makes
 // the next frame wait; other packets are queued as upstream does.
 func (t *wsTransport) Send(packets []*packet.Packet) {
+	dropPreparedFrames(packets)
 	if !isProbeAnswer(packets) {
 		t.Websocket.Send(packets)
 		return
@@ -82,4 +83,25 @@ func isProbeAnswer(packets []*packet.Packet) bool {
 		return false
 	}
 	return string(b) == "probe"
+}
+
+// dropPreparedFrames makes upstream write broadcast packets like any other.
+//
+// For a broadcast, socket.io pre-encodes the Engine.IO frame once
+// (Options.WsPreEncodedFrame) and upstream's WebSocket transport then turns
+// it into a gorilla websocket.PreparedMessage for every client, which
+// builds (and, with the first write, caches) the whole frame again per
+// client: a prepared message only pays when one value is written to many
+// connections, and each client gets its own. Profiled under load
+// (docs/benchmarks.md) it was most of the allocated bytes and a third of
+// the CPU of a busy node; writing the packet through the transport's
+// ordinary path (encode "4"+data, one NextWriter) costs one copy instead.
+// Options and the packets are per client (engine socket.sendPacket clones
+// them), so clearing the field races with no other client.
+func dropPreparedFrames(packets []*packet.Packet) {
+	for _, p := range packets {
+		if p != nil && p.Options != nil {
+			p.Options.WsPreEncodedFrame = nil
+		}
+	}
 }
