@@ -250,6 +250,16 @@ func socketInfo(s socket.SocketDetails) SocketInfo {
 	if info.Handshake.Headers == nil {
 		info.Handshake.Headers = map[string]any{}
 	}
+	// Go's net/http moves the Host header out of the header map into
+	// Request.Host; Node keeps it among the headers, where Node code
+	// reading a Go socket's handshake looks for it.
+	if _, ok := info.Handshake.Headers["host"]; !ok {
+		if local, ok := s.(*socket.Socket); ok {
+			if ctx := local.Request(); ctx != nil && ctx.Request() != nil && ctx.Request().Host != "" {
+				info.Handshake.Headers["host"] = ctx.Request().Host
+			}
+		}
+	}
 	if info.Handshake.Query == nil {
 		info.Handshake.Query = map[string]any{}
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -272,6 +273,8 @@ func sortedStrings(v any) []string {
 
 // ---- tests ----
 
+var jsDate = regexp.MustCompile(`^[A-Z][a-z]{2} [A-Z][a-z]{2} \d{2} \d{4} \d{2}:\d{2}:\d{2} GMT[+-]\d{4} \(.+\)$`)
+
 func TestMixedCluster(t *testing.T) {
 	t.Parallel()
 	m := startMixed(t, mixedOptions{streamCount: 1, nsps: []string{"/"}})
@@ -527,6 +530,13 @@ func TestMixedCluster(t *testing.T) {
 			}
 			if h["address"] != "127.0.0.1" {
 				t.Errorf("address of d as Node sees it: %v, want the IP alone (127.0.0.1)", h["address"])
+			}
+			if host, _ := headers["host"].(string); !strings.HasPrefix(host, "127.0.0.1:") {
+				t.Errorf("host header of d as Node sees it: %v, want 127.0.0.1:port", headers["host"])
+			}
+			// Date.prototype.toString(), as Node writes handshake.time.
+			if !jsDate.MatchString(str(h["time"])) {
+				t.Errorf("time of d as Node sees it: %q, want Date.prototype.toString()'s format", h["time"])
 			}
 		})
 		reply = m.node.call(t, map[string]any{"cmd": "fetchSockets", "nsp": "/", "rooms": []string{"r1"}})
