@@ -233,29 +233,7 @@ func TestE2ENothingLost(t *testing.T) {
 	time.Sleep(2500 * time.Millisecond) // the cut lasts while numbers flow
 	p.Restore()
 	<-done
-	evs := c.WaitN(t, "every number on every client", 6*total, 30*time.Second, siotest.IsEvent("seq"))
-	time.Sleep(300 * time.Millisecond) // a duplicate would arrive now
-	evs = c.Filter(siotest.IsEvent("seq"))
-	byClient := map[string][]int{}
-	for _, ev := range evs {
-		if len(ev.Args) != 1 {
-			t.Fatalf("%s got %v", ev.ID, ev.Args)
-		}
-		f, _ := ev.Args[0].(float64)
-		byClient[ev.ID] = append(byClient[ev.ID], int(f))
-	}
-	for _, id := range ids {
-		got := byClient[id]
-		if len(got) != total {
-			t.Errorf("%s received %d numbers, want %d", id, len(got), total)
-		}
-		for i, v := range got {
-			if v != i {
-				t.Errorf("%s: number %d at position %d (lost, duplicated or out of order)", id, v, i)
-				break
-			}
-		}
-	}
+	siotest.CheckSequence(t, c, ids, "seq", total)
 	if v := value(cut.tr.metrics.readerErrors.WithLabelValues("socket.io")); v == 0 {
 		t.Errorf("the cut was not noticed by the reader")
 	}

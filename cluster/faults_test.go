@@ -207,38 +207,6 @@ func fltSequence(t *testing.T, n *fltNode, total int) <-chan struct{} {
 	return done
 }
 
-// fltCheckSequence waits until every client of ids got total "seq" events,
-// gives a duplicate time to arrive, and checks that each client got every
-// number once, in order.
-func fltCheckSequence(t *testing.T, c *siotest.Clients, ids []string, total int) {
-	t.Helper()
-	c.WaitN(t, "every number on every client", len(ids)*total, 30*time.Second, siotest.IsEvent("seq"))
-	time.Sleep(300 * time.Millisecond) // a duplicate would arrive now
-	byClient := map[string][]int{}
-	for _, ev := range c.Filter(siotest.IsEvent("seq")) {
-		if len(ev.Args) != 1 {
-			t.Fatalf("%s got seq %v", ev.ID, ev.Args)
-		}
-		f, ok := ev.Args[0].(float64)
-		if !ok {
-			t.Fatalf("%s got seq %v", ev.ID, ev.Args)
-		}
-		byClient[ev.ID] = append(byClient[ev.ID], int(f))
-	}
-	for _, id := range ids {
-		got := byClient[id]
-		if len(got) != total {
-			t.Errorf("%s received %d numbers, want %d", id, len(got), total)
-		}
-		for i, v := range got {
-			if v != i {
-				t.Errorf("%s: number %d at position %d (lost, duplicated or out of order); got %v", id, v, i, got)
-				break
-			}
-		}
-	}
-}
-
 // fltConnect connects count clients named prefix0, prefix1... spread over
 // nodes in turn, and returns their ids.
 func fltConnect(t *testing.T, c *siotest.Clients, prefix string, count int, nodes ...*fltNode) []string {
@@ -279,7 +247,7 @@ func TestFaultPublisherCut(t *testing.T) {
 	time.Sleep(2 * time.Second) // the cut lasts while numbers flow
 	p.Restore()
 	<-done
-	fltCheckSequence(t, c, ids, total)
+	siotest.CheckSequence(t, c, ids, "seq", total)
 	if v := sender.metric(t, "sockstream_cluster_outbox_messages"); v != 0 {
 		t.Errorf("%v messages still in the outbox", v)
 	}
@@ -320,7 +288,7 @@ func TestFaultRedisRestart(t *testing.T) {
 			time.Sleep(time.Second) // Redis stays down while numbers flow
 			s.Restart()
 			<-done
-			fltCheckSequence(t, c, ids, total)
+			siotest.CheckSequence(t, c, ids, "seq", total)
 			for _, n := range []*fltNode{sender, other} {
 				if v := n.metric(t, "sockstream_cluster_reconnects_total"); v < 1 {
 					t.Errorf("%s: %v reconnections", n.name, v)
