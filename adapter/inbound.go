@@ -127,12 +127,16 @@ func (a *NamespaceAdapter) malformed(msg *Message, reason string) {
 func typeName(v any) string { return fmt.Sprintf("%T", v) }
 
 // inboundLoop applies, in order, the messages that act on local sockets.
-func (a *NamespaceAdapter) inboundLoop() {
+func (a *NamespaceAdapter) inboundLoop() { a.drain(a.inbound, a.apply) }
+
+// drain hands every message queued on q to handle, in order, until the
+// adapter closes.
+func (a *NamespaceAdapter) drain(q *fifo[*Message], handle func(*Message)) {
 	for {
-		msgs := a.inbound.take(0)
+		msgs := q.take(0)
 		if len(msgs) == 0 {
 			select {
-			case <-a.inbound.signal:
+			case <-q.signal:
 				continue
 			case <-a.ctx.Done():
 				return
@@ -142,7 +146,7 @@ func (a *NamespaceAdapter) inboundLoop() {
 			if a.ctx.Err() != nil {
 				return
 			}
-			a.apply(msg)
+			handle(msg)
 		}
 	}
 }
@@ -195,25 +199,7 @@ func (a *NamespaceAdapter) apply(msg *Message) {
 // sseLoop calls the namespace's server-side listeners, in order, on a
 // goroutine of its own: a slow listener delays other server-side events,
 // not broadcasts.
-func (a *NamespaceAdapter) sseLoop() {
-	for {
-		msgs := a.sse.take(0)
-		if len(msgs) == 0 {
-			select {
-			case <-a.sse.signal:
-				continue
-			case <-a.ctx.Done():
-				return
-			}
-		}
-		for _, msg := range msgs {
-			if a.ctx.Err() != nil {
-				return
-			}
-			a.serverSideEmit(msg)
-		}
-	}
-}
+func (a *NamespaceAdapter) sseLoop() { a.drain(a.sse, a.serverSideEmit) }
 
 func (a *NamespaceAdapter) serverSideEmit(msg *Message) {
 	defer a.recoverPanic("server-side emit")
