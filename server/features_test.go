@@ -523,7 +523,9 @@ func TestMaxPayload(t *testing.T) {
 func TestPingKeepsIdleConnection(t *testing.T) {
 	t.Parallel()
 	eachMode(t, func(t *testing.T, opts map[string]any, mode string) {
-		const interval, timeout = 100 * time.Millisecond, 150 * time.Millisecond
+		// Short rounds, many of them; a pingTimeout loose enough that a
+		// loaded 2-core CI machine under -race answers in time.
+		const interval, timeout = 100 * time.Millisecond, 500 * time.Millisecond
 		var es *echoServer
 		ts := startServer(t, server.Config{PingInterval: interval, PingTimeout: timeout},
 			func(srv *server.Server) { es = newEchoServer(srv) })
@@ -533,7 +535,7 @@ func TestPingKeepsIdleConnection(t *testing.T) {
 		s := recv(t, es.sockets, "connection")
 		// Idle for many ping rounds; without pongs the server would close
 		// the connection after interval+timeout.
-		time.Sleep(8 * (interval + timeout))
+		time.Sleep(3 * (interval + timeout))
 		select {
 		case r := <-es.disconnects:
 			t.Fatalf("idle client disconnected: %s", r)
