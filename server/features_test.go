@@ -479,7 +479,7 @@ func TestMaxPayload(t *testing.T) {
 	t.Parallel()
 	eachMode(t, func(t *testing.T, opts map[string]any, mode string) {
 		var es *echoServer
-		ts := startServer(t, server.Config{MaxPayload: 2000, PingInterval: 300 * time.Millisecond, PingTimeout: 300 * time.Millisecond},
+		ts := startServer(t, server.Config{MaxPayload: 2000, PingInterval: 300 * time.Millisecond, PingTimeout: time.Second},
 			func(srv *server.Server) { es = newEchoServer(srv) })
 		d := startDriver(t)
 		d.connected("big", ts.URL, opts)
