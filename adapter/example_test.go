@@ -3,6 +3,7 @@ package adapter_test
 import (
 	"fmt"
 	"log"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/zishang520/socket.io/servers/socket/v3"
@@ -26,7 +27,14 @@ func ExampleNew() {
 		opts.SetAdapter(b)
 		servers = append(servers, socket.NewServer(nil, opts))
 	}
-	fmt.Println("servers in the cluster:", servers[0].Sockets().Adapter().ServerCount())
+	// Each namespace adapter subscribes in the background as its server
+	// starts; give them a moment before counting.
+	count := servers[0].Sockets().Adapter().ServerCount()
+	for deadline := time.Now().Add(5 * time.Second); count < 2 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		count = servers[0].Sockets().Adapter().ServerCount()
+	}
+	fmt.Println("servers in the cluster:", count)
 	for _, io := range servers {
 		io.Close(nil)
 	}
