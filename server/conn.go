@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"sync"
+	"time"
 
 	"github.com/zishang520/socket.io/parsers/engine/v3/packet"
 	"github.com/zishang520/socket.io/servers/engine/v3"
@@ -29,6 +30,82 @@ type connState struct {
 	// sockets are the wrapped sockets of the connection, so that those that
 	// never finished connecting are forgotten when the connection ends.
 	sockets map[*socket.Socket]struct{}
+	// joining holds, for each namespace whose CONNECT reply is written but
+	// whose socket zishang520 has not registered yet, a channel closed once
+	// it has: see connectGate.
+	joining map[string]chan struct{}
+}
+
+// connectGateTimeout bounds how long a client's packet waits for its
+// namespace's registration (see connectGate); the wait is normally a few
+// microseconds, this is only a guard against a registration that never
+// completes.
+const connectGateTimeout = 2 * time.Second
+
+// connectGate corrects a race of zishang520's socket.io server. A namespace
+// writes its CONNECT reply (Socket._onconnect) before the client records
+// the namespace's socket (the callback of namespace.Add, which stores it in
+// Client.nsps), and those run on the namespace's goroutine while the
+// client's packets are decoded on the transport's. A client that emits as
+// soon as it reads the reply (the official client does, with what it
+// buffered) can have its event decoded in between: zishang520 then finds no
+// socket for the namespace, logs "invalid state" and closes the whole
+// connection ("forced close"). Node runs both on one thread, so the reply
+// and the registration are never apart there. The gate opens when
+// the namespace fires "connection", which zishang520 does right after the
+// registration; until then, a packet of the client for that namespace
+// waits in observe, before zishang520 decodes it.
+func (cs *connState) connectReplySent(nsp string) {
+	cs.mu.Lock()
+	if _, ok := cs.joining[nsp]; !ok {
+		cs.joining[nsp] = make(chan struct{})
+	}
+	cs.mu.Unlock()
+}
+
+// registered opens the gate of nsp.
+func (cs *connState) registered(nsp string) {
+	cs.mu.Lock()
+	if ch, ok := cs.joining[nsp]; ok {
+		close(ch)
+		delete(cs.joining, nsp)
+	}
+	cs.mu.Unlock()
+}
+
+// waitRegistered blocks while nsp's gate is closed, up to
+// connectGateTimeout.
+func (cs *connState) waitRegistered(nsp string) {
+	cs.mu.Lock()
+	ch, ok := cs.joining[nsp]
+	cs.mu.Unlock()
+	if !ok {
+		return
+	}
+	t := time.NewTimer(connectGateTimeout)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+		// Never registered through a namespace we instrument: stop
+		// gating it rather than delay each packet again.
+		cs.mu.Lock()
+		if cs.joining[nsp] == ch {
+			close(ch)
+			delete(cs.joining, nsp)
+		}
+		cs.mu.Unlock()
+	}
+}
+
+// openAll opens every gate: the connection is gone.
+func (cs *connState) openAll() {
+	cs.mu.Lock()
+	for nsp, ch := range cs.joining {
+		close(ch)
+		delete(cs.joining, nsp)
+	}
+	cs.mu.Unlock()
 }
 
 // trackConnections follows every Engine.IO connection. Its listener runs
@@ -42,9 +119,10 @@ func (s *Server) trackConnections() {
 		if !ok {
 			return
 		}
-		cs := &connState{leaving: map[string]bool{}, sockets: map[*socket.Socket]struct{}{}}
+		cs := &connState{leaving: map[string]bool{}, sockets: map[*socket.Socket]struct{}{}, joining: map[string]chan struct{}{}}
 		s.conns.Store(conn, cs)
 		_ = conn.On("packet", func(a ...any) { cs.observe(a) })
+		_ = conn.On("packetCreate", func(a ...any) { cs.observeOut(a) })
 		_ = conn.Once("close", func(...any) { s.dropConn(conn, cs) })
 		if conn.ReadyState() == "closed" {
 			s.dropConn(conn, cs)
@@ -63,6 +141,7 @@ func (s *Server) connState(conn engine.Socket) *connState {
 // whose connection to a namespace never completed).
 func (s *Server) dropConn(conn engine.Socket, cs *connState) {
 	s.conns.Delete(conn)
+	cs.openAll()
 	cs.mu.Lock()
 	left := make([]*socket.Socket, 0, len(cs.sockets))
 	for raw := range cs.sockets {
@@ -77,9 +156,10 @@ func (s *Server) dropConn(conn engine.Socket, cs *connState) {
 	}
 }
 
-// observe notes CONNECT and DISCONNECT packets. It runs on the transport's
-// goroutine, in arrival order, before zishang520 decodes the packet: it must
-// not consume the buffer.
+// observe notes CONNECT and DISCONNECT packets, and holds any other packet
+// of a namespace whose registration is under way (see connectGate). It runs
+// on the transport's goroutine, in arrival order, before zishang520 decodes
+// the packet: it must not consume the buffer.
 func (cs *connState) observe(args []any) {
 	if len(args) == 0 {
 		return
@@ -88,24 +168,16 @@ func (cs *connState) observe(args []any) {
 	if !ok || p.Type != packet.MESSAGE {
 		return
 	}
-	sb, ok := p.Data.(*types.StringBuffer)
-	if !ok || sb == nil || sb.Buffer == nil {
+	typ, nsp, ok := socketIOHeader(p.Data)
+	if !ok {
 		return
 	}
-	b := sb.Bytes()
-	if len(b) == 0 || (b[0] != '0' && b[0] != '1') {
+	if typ != '0' && typ != '1' {
+		cs.waitRegistered(nsp)
 		return
-	}
-	nsp := "/"
-	if len(b) > 1 && b[1] == '/' {
-		end := bytes.IndexAny(b, ",?")
-		if end < 0 {
-			end = len(b)
-		}
-		nsp = string(b[1:end])
 	}
 	cs.mu.Lock()
-	if b[0] == '1' {
+	if typ == '1' {
 		cs.leaving[nsp] = true
 	} else {
 		delete(cs.leaving, nsp)
@@ -141,4 +213,49 @@ func (s *Server) disconnectReason(raw *socket.Socket, reason string) string {
 		return "client namespace disconnect"
 	}
 	return reason
+}
+
+// observeOut notes the CONNECT replies the server writes: see connectGate.
+func (cs *connState) observeOut(args []any) {
+	if len(args) == 0 {
+		return
+	}
+	p, ok := args[0].(*packet.Packet)
+	if !ok || p.Type != packet.MESSAGE {
+		return
+	}
+	if typ, nsp, ok := socketIOHeader(p.Data); ok && typ == '0' {
+		cs.connectReplySent(nsp)
+	}
+}
+
+// socketIOHeader reads the type and namespace of the Socket.IO packet in
+// an Engine.IO message's data, without consuming it. Binary data (the
+// attachments of a binary packet) has no header: ok is false.
+func socketIOHeader(data any) (typ byte, nsp string, ok bool) {
+	sb, isString := data.(*types.StringBuffer)
+	if !isString || sb == nil || sb.Buffer == nil {
+		return 0, "", false
+	}
+	b := sb.Bytes()
+	if len(b) == 0 {
+		return 0, "", false
+	}
+	// A binary event or ack ("5", "6") carries its attachment count
+	// before the namespace: "51-/chat,[...]".
+	rest := b[1:]
+	if b[0] == '5' || b[0] == '6' {
+		if i := bytes.IndexByte(rest, '-'); i >= 0 {
+			rest = rest[i+1:]
+		}
+	}
+	nsp = "/"
+	if len(rest) > 0 && rest[0] == '/' {
+		end := bytes.IndexAny(rest, ",?")
+		if end < 0 {
+			end = len(rest)
+		}
+		nsp = string(rest[:end])
+	}
+	return b[0], nsp, true
 }

@@ -123,6 +123,12 @@ func (s *Server) instrument(nsp socket.Namespace) {
 			return
 		}
 		if raw, ok := args[0].(*socket.Socket); ok {
+			// zishang520 fires "connection" right after it registered
+			// the socket with its client: the namespace's packets may
+			// pass now (connectGate).
+			if cs := s.connState(raw.Conn()); cs != nil {
+				cs.registered(raw.Nsp().Name())
+			}
 			s.wrap(raw).connected()
 		}
 	})
