@@ -34,6 +34,10 @@ type connState struct {
 	// whose socket zishang520 has not registered yet, a channel closed once
 	// it has: see connectGate.
 	joining map[string]chan struct{}
+	// gated reports whether a namespace opens its gate (only those the
+	// server instrumented fire the hook; one made through Raw() does not,
+	// and is not gated).
+	gated func(nsp string) bool
 }
 
 // connectGateTimeout bounds how long a client's packet waits for its
@@ -119,7 +123,15 @@ func (s *Server) trackConnections() {
 		if !ok {
 			return
 		}
-		cs := &connState{leaving: map[string]bool{}, sockets: map[*socket.Socket]struct{}{}, joining: map[string]chan struct{}{}}
+		cs := &connState{
+			leaving: map[string]bool{},
+			sockets: map[*socket.Socket]struct{}{},
+			joining: map[string]chan struct{}{},
+			gated: func(nsp string) bool {
+				_, ok := s.metrics.gatedNames.Load(nsp)
+				return ok
+			},
+		}
 		s.conns.Store(conn, cs)
 		_ = conn.On("packet", func(a ...any) { cs.observe(a) })
 		_ = conn.On("packetCreate", func(a ...any) { cs.observeOut(a) })
@@ -224,7 +236,7 @@ func (cs *connState) observeOut(args []any) {
 	if !ok || p.Type != packet.MESSAGE {
 		return
 	}
-	if typ, nsp, ok := socketIOHeader(p.Data); ok && typ == '0' {
+	if typ, nsp, ok := socketIOHeader(p.Data); ok && typ == '0' && (cs.gated == nil || cs.gated(nsp)) {
 		cs.connectReplySent(nsp)
 	}
 }

@@ -19,6 +19,9 @@ type serverMetrics struct {
 	disconnects  *prometheus.CounterVec
 	emits        *prometheus.CounterVec
 	instrumented sync.Map // socket.Namespace → struct{}
+	// gatedNames are the names of the instrumented namespaces: those whose
+	// "connection" event opens the connect gate (conn.go).
+	gatedNames sync.Map // string → struct{}
 
 	// Engine.IO level: every packet of every transport, heartbeats and
 	// handshakes included.
@@ -108,11 +111,17 @@ func (s *Server) instrument(nsp socket.Namespace) {
 	if _, loaded := s.metrics.instrumented.LoadOrStore(nsp, struct{}{}); loaded {
 		return
 	}
+	s.metrics.gatedNames.Store(nsp.Name(), struct{}{})
 	// zishang520 leaves Handshake.Auth nil when the client sends no auth
 	// payload (the official client sends none unless told to); Node's
 	// socket.io gives {}. Fixed here, first thing, so that middlewares,
 	// handlers, Raw() and FetchSockets all see {} (TestHandshakeAuth).
 	nsp.Use(func(raw *socket.Socket, next func(*socket.ExtendedError)) {
+		// The children of a dynamic namespace inherit this middleware
+		// and the "connection" listener below, not the name above.
+		if name := raw.Nsp().Name(); name != nsp.Name() {
+			s.metrics.gatedNames.LoadOrStore(name, struct{}{})
+		}
 		if h := raw.Handshake(); h != nil && h.Auth == nil {
 			h.Auth = map[string]any{}
 		}
