@@ -250,6 +250,7 @@ func TestShutdownDeadline(t *testing.T) {
 	t.Parallel()
 	stuck := make(chan struct{})
 	entered := make(chan struct{}, 1)
+	ready := make(chan struct{}, 1)
 	t.Cleanup(func() { close(stuck) })
 	ts := startServer(t, server.Config{}, func(srv *server.Server) {
 		srv.OnConnection(func(s *server.Socket) {
@@ -257,10 +258,14 @@ func TestShutdownDeadline(t *testing.T) {
 				entered <- struct{}{}
 				<-stuck
 			})
+			ready <- struct{}{}
 		})
 	})
 	d := startDriver(t)
 	d.connected("a", ts.URL, transportModes[0].opts)
+	// The client sees its CONNECT reply before the server's connection
+	// handler has run: shut down only once the handler is in place.
+	recv(t, ready, "connection handler")
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	err := ts.Shutdown(ctx)
