@@ -168,6 +168,7 @@ func TestShutdown(t *testing.T) {
 	t.Parallel()
 	eachMode(t, func(t *testing.T, opts map[string]any, mode string) {
 		draining := make(chan string, 4)
+		handled := make(chan struct{}, 4)
 		release := make(chan struct{})
 		closed := make(chan struct{})
 		ts := startServer(t, server.Config{}, func(srv *server.Server) {
@@ -176,12 +177,16 @@ func TestShutdown(t *testing.T) {
 					draining <- reason
 					<-release
 				})
+				handled <- struct{}{}
 			})
 		}, server.WithAdapter(nil, nil, func() error { close(closed); return nil }))
 		d := startDriver(t)
 		for _, id := range []string{"a", "b"} {
 			d.connected(id, ts.URL, opts)
 			settle(d, id, mode)
+			// The client sees its CONNECT reply before the server's
+			// connection handler has run.
+			recv(t, handled, "connection handler")
 		}
 		ts.cancel()
 		for range 2 {
