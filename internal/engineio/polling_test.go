@@ -63,6 +63,19 @@ func newEchoEngine(t *testing.T, maxPayload int64) *echoEngine {
 
 func (e *echoEngine) poller() *eiotest.Poller { return &eiotest.Poller{URL: e.url} }
 
+// openPollingSession starts an echo engine (maxPayload 1e6) and opens a
+// long-polling session on it.
+func openPollingSession(t *testing.T) (*echoEngine, context.Context, *eiotest.Poller) {
+	t.Helper()
+	e := newEchoEngine(t, 1e6)
+	ctx := testContext(t)
+	p := e.poller()
+	if _, err := p.Handshake(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return e, ctx, p
+}
+
 // session is the engine's socket of sid.
 func (e *echoEngine) session(t *testing.T, sid string) engine.Socket {
 	t.Helper()
@@ -107,12 +120,7 @@ func asyncGet(ctx context.Context, p *eiotest.Poller) <-chan eiotest.Response {
 }
 
 func TestInvalidPayloadClosesSession(t *testing.T) {
-	e := newEchoEngine(t, 1e6)
-	ctx := testContext(t)
-	p := e.poller()
-	if _, err := p.Handshake(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e, ctx, p := openPollingSession(t)
 	r, err := p.Post(ctx, "abc")
 	if err != nil {
 		t.Fatal(err)
@@ -135,12 +143,7 @@ func TestInvalidPayloadClosesSession(t *testing.T) {
 }
 
 func TestPacketsBeforeAnInvalidOneAreDelivered(t *testing.T) {
-	e := newEchoEngine(t, 1e6)
-	ctx := testContext(t)
-	p := e.poller()
-	if _, err := p.Handshake(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e, ctx, p := openPollingSession(t)
 	var (
 		mu       sync.Mutex
 		messages []string
@@ -167,12 +170,7 @@ func TestPacketsBeforeAnInvalidOneAreDelivered(t *testing.T) {
 }
 
 func TestValidPayloadsStillEcho(t *testing.T) {
-	e := newEchoEngine(t, 1e6)
-	ctx := testContext(t)
-	p := e.poller()
-	if _, err := p.Handshake(ctx); err != nil {
-		t.Fatal(err)
-	}
+	_, ctx, p := openPollingSession(t)
 	if r, err := p.Post(ctx, "4hello\x1ebAQIDBA=="); err != nil || r.Status != http.StatusOK || r.Body != "ok" {
 		t.Fatalf("POST = %+v, %v; want 200 ok", r, err)
 	}
@@ -189,12 +187,7 @@ func TestValidPayloadsStillEcho(t *testing.T) {
 // HTTP requests with same sid after upgrade" deterministic: the poll is held
 // by the server before the client upgrades.
 func TestPollPendingAtUpgradeIsRejected(t *testing.T) {
-	e := newEchoEngine(t, 1e6)
-	ctx := testContext(t)
-	p := e.poller()
-	if _, err := p.Handshake(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e, ctx, p := openPollingSession(t)
 	pending := asyncGet(ctx, p)
 	e.waitPollPending(t, p.SID)
 
@@ -229,12 +222,7 @@ func TestPollPendingAtUpgradeIsRejected(t *testing.T) {
 // the session still receives the CLOSE packet, as in Node.
 func TestPollPendingAtServerCloseGetsClosePacket(t *testing.T) {
 	for _, discard := range []bool{false, true} {
-		e := newEchoEngine(t, 1e6)
-		ctx := testContext(t)
-		p := e.poller()
-		if _, err := p.Handshake(ctx); err != nil {
-			t.Fatal(err)
-		}
+		e, ctx, p := openPollingSession(t)
 		pending := asyncGet(ctx, p)
 		e.waitPollPending(t, p.SID)
 		e.session(t, p.SID).Close(discard)
@@ -247,12 +235,7 @@ func TestPollPendingAtServerCloseGetsClosePacket(t *testing.T) {
 // A client's CLOSE ends a pending poll with a NOOP, as in Node (the suites'
 // "forcefully closes the session", without its race between the requests).
 func TestClientCloseAnswersPendingPollWithNoop(t *testing.T) {
-	e := newEchoEngine(t, 1e6)
-	ctx := testContext(t)
-	p := e.poller()
-	if _, err := p.Handshake(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e, ctx, p := openPollingSession(t)
 	pending := asyncGet(ctx, p)
 	e.waitPollPending(t, p.SID)
 	if r, err := p.Post(ctx, "1"); err != nil || r.Status != http.StatusOK {
@@ -357,12 +340,7 @@ func TestJSONPKeepsUpstreamTransport(t *testing.T) {
 // answers it. The test plays that interleaving by handing the poll to the
 // transport after the close.
 func TestPollReachingClosedTransportIsAnswered(t *testing.T) {
-	e := newEchoEngine(t, 1e6)
-	ctx := testContext(t)
-	p := e.poller()
-	if _, err := p.Handshake(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e, ctx, p := openPollingSession(t)
 	transport := e.session(t, p.SID).Transport()
 	if r, err := p.Post(ctx, "1"); err != nil || r.Status != http.StatusOK {
 		t.Fatalf("POST close = %+v, %v", r, err)

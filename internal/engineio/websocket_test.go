@@ -81,12 +81,7 @@ func TestProbeAnswerOnClosedTransportReturns(t *testing.T) {
 // Through a whole upgrade: the client sends "2probe" and "5" at once, its
 // pending poll is answered 400, and the first WebSocket frame is "3probe".
 func TestProbeAnswerPrecedesTheUpgrade(t *testing.T) {
-	e := newEchoEngine(t, 1e6)
-	ctx := testContext(t)
-	p := e.poller()
-	if _, err := p.Handshake(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e, ctx, p := openPollingSession(t)
 	pending := asyncGet(ctx, p)
 	e.waitPollPending(t, p.SID)
 	ws, err := eiotest.DialWS(ctx, e.url, p.SID)
