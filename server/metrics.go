@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sockstream/sockstream/internal/engineio"
 	"github.com/zishang520/socket.io/parsers/engine/v3/packet"
 	"github.com/zishang520/socket.io/servers/engine/v3"
 	"github.com/zishang520/socket.io/servers/socket/v3"
@@ -172,6 +173,11 @@ func (s *Server) instrumentEngine() {
 			gone()
 		}
 		_ = conn.On("packet", func(a ...any) {
+			if len(a) > 0 {
+				if p, ok := a[0].(*packet.Packet); ok && engineio.IsReplayedPong(p) {
+					return // not from the client (see engineio.WebSocket)
+				}
+			}
 			m.packetsIn.Inc()
 			m.bytesIn.Add(payloadSize(a))
 		})

@@ -130,7 +130,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	s.closers = o.closers
 
 	s.io = socket.NewServer(nil, so)
-	s.engine = s.io.ServeHandler(nil)
+	s.engine = engineio.ReleaseAfterHijack(s.io.ServeHandler(nil))
 	polling.Attach(s.io.Engine())
 	s.mux = http.NewServeMux()
 	s.mux.Handle(cfg.Path, s.engine)

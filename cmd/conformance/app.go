@@ -57,7 +57,7 @@ func newApp(log *slog.Logger) (*app, error) {
 	srv.Of("/custom").OnConnection(onConnection)
 
 	eng := newEngine(log)
-	srv.Mux().Handle("/engine.io/", eng)
+	srv.Mux().Handle("/engine.io/", engineio.ReleaseAfterHijack(eng))
 	return &app{srv: srv, engine: eng}, nil
 }
 

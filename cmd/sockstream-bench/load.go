@@ -222,6 +222,10 @@ type Result struct {
 	MaxMs         float64 `json:"max_ms"`
 	SendErrors    int64   `json:"send_errors"`
 	FirstSendErr  string  `json:"first_send_error,omitempty"`
+	// ServerCPUSeconds is the CPU time the servers used during the phase,
+	// when the suite started them (0 otherwise).
+	ServerCPUSeconds  float64 `json:"server_cpu_seconds,omitempty"`
+	ServerWallSeconds float64 `json:"server_wall_seconds,omitempty"` // the phase, as the CPU time was taken
 }
 
 // phase is the shared state of a running phase.

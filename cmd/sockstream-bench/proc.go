@@ -73,6 +73,40 @@ func (p *proc) exited() error {
 	}
 }
 
+// clockTicks is USER_HZ, the unit of the CPU times in /proc/<pid>/stat:
+// 100 on every Linux architecture Go runs on (the kernel fixes it for user
+// space whatever its own HZ).
+const clockTicks = 100
+
+// CPU is the CPU time the process has used so far, user and system, from
+// /proc (10 ms resolution).
+func (p *proc) CPU() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/stat")
+	if err != nil {
+		return 0, fmt.Errorf("cpu of %s: %w", p.name, err)
+	}
+	// The command name (field 2) is in parentheses and may hold spaces:
+	// count the fields after its closing one. utime and stime are fields 14
+	// and 15, so the 12th and 13th after it.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("cpu of %s: no command name in %q", p.name, b)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("cpu of %s: %d fields after the command name", p.name, len(f))
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("cpu of %s: %w", p.name, err)
+		}
+		ticks += v
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
 // RSS is the resident set size of the process, in bytes, from /proc.
 func (p *proc) RSS() (int64, error) {
 	f, err := os.Open("/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/status")

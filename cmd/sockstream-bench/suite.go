@@ -171,6 +171,42 @@ func (c *cluster) stop() {
 	}
 }
 
+// cpu is the CPU time the nodes (not Redis) have used so far.
+func (c *cluster) cpu() (time.Duration, error) {
+	var sum time.Duration
+	for _, n := range c.nodes {
+		v, err := n.CPU()
+		if err != nil {
+			return 0, err
+		}
+		sum += v
+	}
+	return sum, nil
+}
+
+// runMeasured runs one phase and adds the CPU time the nodes used during
+// it. The load tool shares the machine's cores with the nodes, so a
+// saturated phase can be bound by the tool as much as by the server; the
+// nodes' CPU per delivery is the server's own cost either way.
+func (c *cluster) runMeasured(ctx context.Context, f *fleet, pc PhaseConfig) (Result, error) {
+	before, err := c.cpu()
+	if err != nil {
+		return Result{}, err
+	}
+	start := time.Now()
+	res, err := f.Run(ctx, pc)
+	if err != nil {
+		return res, err
+	}
+	after, err := c.cpu()
+	if err != nil {
+		return res, err
+	}
+	res.ServerCPUSeconds = (after - before).Seconds()
+	res.ServerWallSeconds = time.Since(start).Seconds()
+	return res, nil
+}
+
 func (c *cluster) rss() (int64, error) {
 	var sum int64
 	for _, n := range c.nodes {
@@ -350,7 +386,7 @@ func measureLoad(ctx context.Context, cfg *suiteConfig, c *cluster, r *sideResul
 		return err
 	}
 
-	fan, err := f.Run(ctx, PhaseConfig{Senders: cfg.Senders, Rate: cfg.FanoutRate, Duration: cfg.FanoutFor, Size: cfg.Size})
+	fan, err := c.runMeasured(ctx, f, PhaseConfig{Senders: cfg.Senders, Rate: cfg.FanoutRate, Duration: cfg.FanoutFor, Size: cfg.Size})
 	if err != nil {
 		return err
 	}
@@ -413,7 +449,7 @@ func measureLoad(ctx context.Context, cfg *suiteConfig, c *cluster, r *sideResul
 	for _, p := range profs {
 		go func(p prof) { errs <- fetchTo(ctx, p.url, filepath.Join(cfg.ProfileDir, p.name)) }(p)
 	}
-	sat, err := f.Run(ctx, PhaseConfig{Senders: cfg.Senders, Window: cfg.SaturateWindow, Duration: cfg.SaturateFor, Size: cfg.Size})
+	sat, err := c.runMeasured(ctx, f, PhaseConfig{Senders: cfg.Senders, Window: cfg.SaturateWindow, Duration: cfg.SaturateFor, Size: cfg.Size})
 	var perr error
 	for range profs {
 		perr = errors.Join(perr, <-errs)
@@ -474,6 +510,7 @@ func rows(cfg suiteConfig) []row {
 		{"fan-out latency p99", "ms", "lower", fanout(func(x *Result) float64 { return x.P99Ms })},
 		{"fan-out latency max", "ms", "lower", fanout(func(x *Result) float64 { return x.MaxMs })},
 		{"fan-out lost + duplicates", "", "lower", fanout(func(x *Result) float64 { return float64(x.Lost + x.Duplicates) })},
+		{"fan-out: CPU of the 2 nodes", "% of a core", "lower", fanout(func(x *Result) float64 { return 100 * x.ServerCPUSeconds / x.ServerWallSeconds })},
 		{fmt.Sprintf("max throughput (ramp, p99 ≤ %v, no loss)", cfg.RampP99), "deliveries/s", "higher", func(r *sideResult) (float64, bool) {
 			if r.RampBest == nil {
 				return 0, false
@@ -494,6 +531,7 @@ func rows(cfg suiteConfig) []row {
 		}},
 		{fmt.Sprintf("saturated (window %d/sender)", cfg.SaturateWindow), "deliveries/s", "higher", saturate(func(x *Result) float64 { return x.PerSecond })},
 		{"  p99 there", "ms", "lower", saturate(func(x *Result) float64 { return x.P99Ms })},
+		{"  CPU of the 2 nodes per delivery", "µs", "lower", saturate(func(x *Result) float64 { return 1e6 * x.ServerCPUSeconds / float64(x.Delivered) })},
 		{fmt.Sprintf("idle memory at %d clients", cfg.IdleClients), "KiB/client", "lower", func(r *sideResult) (float64, bool) {
 			if r.Idle == nil {
 				return 0, false

@@ -38,11 +38,25 @@
 //     the body through a LimitReader, so it decodes the first maxPayload
 //     bytes and answers 200.
 //
-// The WebSocket transport constructor, WebSocket, makes the answer to an
-// upgrade probe ("3probe") reach the wire before the client's next frame is
-// handled, as Node does; upstream queues it for a writer goroutine while its
-// reader goes on to the UPGRADE packet, which ends the session's polling, so a
-// client could see its poll answered before it saw "3probe".
+// The WebSocket transport constructor, WebSocket, builds a transport of its
+// own on upstream's base transport, with gorilla's connection for reading:
+//
+//   - Writing: everything queued for a connection goes out in one write(2),
+//     and a broadcast's frame, encoded once, is copied as it is. Upstream
+//     wrote each packet with its own system call and rebuilt a broadcast's
+//     frame as a gorilla PreparedMessage for every client (docs/benchmarks.md).
+//   - The answer to an upgrade probe ("3probe") reaches the wire before the
+//     client's next frame is handled, as Node does; upstream queued it for a
+//     writer goroutine while its reader went on to the UPGRADE packet, which
+//     ends the session's polling, so a client could see its poll answered
+//     before it saw "3probe".
+//   - Each client PONG is handed to the engine a second time, a second later,
+//     unless another PING went out: upstream arms the pong timeout after it
+//     sends the PING, and a PONG handled in between left a timeout nobody
+//     cleared, closing a client that had answered ("ping timeout").
+//
+// ReleaseAfterHijack wraps the engine's handler so that a hijacked WebSocket
+// connection does not keep net/http's 8 KiB of buffers for its whole life.
 //
 // One more correction needs no wiring: importing the package gives the
 // "Unsupported protocol version" handshake error Node's code, 5, in place of
@@ -53,10 +67,11 @@
 //
 // Use NewPolling and WebSocket in place of engine.Polling and
 // engine.WebSocket in the server options, then call Attach with the engine
-// once it exists:
+// once it exists (and serve it through ReleaseAfterHijack):
 //
 //	polling := engineio.NewPolling(logger)
 //	opts.SetTransports(types.NewSet[transports.TransportCtor](polling, engineio.WebSocket{}))
 //	eng := engine.NewServer(opts)
 //	polling.Attach(eng)
+//	http.Handle("/engine.io/", engineio.ReleaseAfterHijack(eng))
 package engineio

@@ -24,7 +24,7 @@ func ExampleNewPolling() {
 	polling.Attach(eng)
 	defer eng.Close()
 
-	hs := httptest.NewServer(eng)
+	hs := httptest.NewServer(engineio.ReleaseAfterHijack(eng))
 	defer hs.Close()
 
 	ctx := context.Background()

@@ -31,8 +31,10 @@ type echoEngine struct {
 }
 
 // newEchoEngine starts one on a test HTTP server. The ping interval is long
-// so that no PING answers a pending poll unless a test asks for it.
-func newEchoEngine(t *testing.T, maxPayload int64) *echoEngine {
+// so that no PING answers a pending poll unless a test asks for it; tune,
+// if given, changes the options last (the polling transport is attached
+// whatever it sets).
+func newEchoEngine(t *testing.T, maxPayload int64, tune ...func(*config.ServerOptions, *engineio.Polling)) *echoEngine {
 	t.Helper()
 	polling := engineio.NewPolling(slog.New(slog.DiscardHandler))
 	opts := config.DefaultServerOptions()
@@ -40,6 +42,9 @@ func newEchoEngine(t *testing.T, maxPayload int64) *echoEngine {
 	opts.SetPingTimeout(time.Minute)
 	opts.SetMaxHttpBufferSize(maxPayload)
 	opts.SetTransports(types.NewSet[transports.TransportCtor](polling, engineio.WebSocket{}))
+	for _, f := range tune {
+		f(opts, polling)
+	}
 	eng := engine.NewServer(opts)
 	polling.Attach(eng)
 	_ = eng.On("connection", func(args ...any) {

@@ -1,0 +1,101 @@
+package engineio_test
+
+import (
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sockstream/sockstream/internal/engineio"
+	"github.com/sockstream/sockstream/internal/engineio/eiotest"
+	"github.com/zishang520/socket.io/parsers/engine/v3/packet"
+	"github.com/zishang520/socket.io/servers/engine/v3"
+	"github.com/zishang520/socket.io/servers/engine/v3/config"
+	"github.com/zishang520/socket.io/servers/engine/v3/transports"
+	"github.com/zishang520/socket.io/v3/pkg/types"
+)
+
+// heartbeatRace runs a WebSocket session whose client answers every PING
+// while the engine's ping goroutine is held up after handing the PING over
+// until the engine has handled the client's PONG: the order that loses the
+// race upstream (ping interval 700 ms, timeout 400 ms). It answers three
+// PINGs and returns how the session ended: "" if it is still open.
+func heartbeatRace(t *testing.T, ws engineio.WebSocket) string {
+	var pings, pongs atomic.Int64
+	defer engineio.SetTestHookPingSent(func() {
+		n := pings.Add(1)
+		deadline := time.Now().Add(waitLimit)
+		for pongs.Load() < n && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		// The engine emits "packet" just before it handles the PONG.
+		time.Sleep(50 * time.Millisecond)
+	})()
+	e := newEchoEngine(t, 1e6, func(o *config.ServerOptions, p *engineio.Polling) {
+		o.SetPingInterval(700 * time.Millisecond)
+		o.SetPingTimeout(400 * time.Millisecond)
+		o.SetTransports(types.NewSet[transports.TransportCtor](p, ws))
+	})
+	// Before the hook goes: no PING of this engine may reach the next.
+	defer e.eng.Close()
+	reasons := make(chan string, 1)
+	_ = e.eng.On("connection", func(args ...any) {
+		sock := args[0].(engine.Socket)
+		_ = sock.On("packet", func(a ...any) {
+			if p, _ := a[0].(*packet.Packet); p != nil && p.Type == packet.PONG && !engineio.IsReplayedPong(p) {
+				pongs.Add(1)
+			}
+		})
+		_ = sock.On("close", func(a ...any) {
+			reason, _ := a[0].(string)
+			reasons <- reason
+		})
+	})
+	ctx := testContext(t)
+	conn, err := eiotest.DialWS(ctx, e.url, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for answered := 0; answered < 3; {
+		f, err := conn.Read(ctx)
+		if errors.Is(err, eiotest.ErrClosed) {
+			// The engine may close the connection before it emits
+			// "close" with the reason.
+			select {
+			case r := <-reasons:
+				return r
+			case <-ctx.Done():
+				t.Fatal("connection closed, and the session never reported why")
+			}
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.String() == "2" {
+			answered++
+			if err := conn.Send("3"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	select {
+	case r := <-reasons:
+		return r
+	default:
+		return ""
+	}
+}
+
+// Upstream's engine closes a session whose client answered in time when
+// the PONG beats the arming of the pong timeout; the replayed PONG clears
+// that timeout. With the replay pushed beyond the test, the engine's bug
+// shows: if this part fails, upstream has fixed it and the replay can go.
+func TestPongArrivingBeforeTheTimeoutIsArmed(t *testing.T) {
+	if reason := heartbeatRace(t, engineio.WebSocket{PongReplay: 100 * time.Millisecond}); reason != "" {
+		t.Errorf("session closed (%q) although the client answered every PING", reason)
+	}
+	if reason := heartbeatRace(t, engineio.WebSocket{PongReplay: time.Hour}); reason != "ping timeout" {
+		t.Errorf("without the replay the session ended with %q; upstream closed it for \"ping timeout\"", reason)
+	}
+}
