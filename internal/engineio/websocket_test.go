@@ -1,6 +1,7 @@
 package engineio_test
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,12 +16,19 @@ import (
 	"github.com/zishang520/socket.io/v3/pkg/types"
 )
 
-// wsTransportUnderTest serves one WebSocket connection with the transport
-// built by engineio.WebSocket and hands the transport to the test.
-func wsTransportUnderTest(t *testing.T) (transports.Transport, *eiotest.WS) {
+// transportServer serves WebSocket connections with the transport built by
+// engineio.WebSocket and hands the test each transport with the server side
+// of its connection (which counts, and can hold, the writes).
+type transportServer struct {
+	url   string // http://127.0.0.1:port/engine.io/
+	ready chan transports.Transport
+	conns chan *watchedConn
+}
+
+func newTransportServer(t *testing.T) *transportServer {
 	t.Helper()
-	ready := make(chan transports.Transport, 1)
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s := &transportServer{ready: make(chan transports.Transport, 1), conns: make(chan *watchedConn, 1)}
+	hs := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		conn, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
 		if err != nil {
 			t.Errorf("upgrade: %v", err)
@@ -28,25 +36,43 @@ func wsTransportUnderTest(t *testing.T) (transports.Transport, *eiotest.WS) {
 		}
 		ctx := types.NewHttpContext(w, r)
 		ctx.Websocket = &types.WebSocketConn{EventEmitter: types.NewEventEmitter(), Conn: conn}
-		ready <- engineio.WebSocket{}.New(ctx)
+		s.ready <- engineio.WebSocket{}.New(ctx)
 	}))
+	hs.Listener = watchingListener{Listener: hs.Listener, conns: s.conns}
+	hs.Start()
 	t.Cleanup(func() {
 		hs.CloseClientConnections()
 		hs.Close()
 	})
-	ctx := testContext(t)
-	ws, err := eiotest.DialWS(ctx, hs.URL+"/engine.io/", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ws.Close() })
+	s.url = hs.URL + "/engine.io/"
+	return s
+}
+
+// accept returns the transport of the connection the test just opened.
+func (s *transportServer) accept(t *testing.T, ctx context.Context) (transports.Transport, *watchedConn) {
+	t.Helper()
 	var tr transports.Transport
 	select {
-	case tr = <-ready:
+	case tr = <-s.ready:
 	case <-ctx.Done():
 		t.Fatal("no transport")
 	}
 	t.Cleanup(func() { tr.Close() })
+	return tr, <-s.conns
+}
+
+// wsTransportUnderTest opens one connection to a transportServer with the
+// Engine.IO test client.
+func wsTransportUnderTest(t *testing.T) (transports.Transport, *eiotest.WS) {
+	t.Helper()
+	s := newTransportServer(t)
+	ctx := testContext(t)
+	ws, err := eiotest.DialWS(ctx, s.url, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ws.Close() })
+	tr, _ := s.accept(t, ctx)
 	return tr, ws
 }
 

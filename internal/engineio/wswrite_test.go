@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,7 +11,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/sockstream/sockstream/internal/engineio"
 	"github.com/zishang520/socket.io/parsers/engine/v3/packet"
 	"github.com/zishang520/socket.io/servers/engine/v3/transports"
 	"github.com/zishang520/socket.io/v3/pkg/types"
@@ -77,45 +74,22 @@ func (l watchingListener) Accept() (net.Conn, error) {
 	return w, nil
 }
 
-// wsPair serves one WebSocket connection with the transport built by
-// engineio.WebSocket and returns it with the server side's connection (to
-// watch its writes) and a plain gorilla client.
+// wsPair opens one connection to a transportServer with a plain gorilla
+// client, and returns the transport, the server side's connection (to
+// watch its writes) and the client.
 func wsPair(t *testing.T) (transports.Transport, *watchedConn, *websocket.Conn) {
 	t.Helper()
-	ready := make(chan transports.Transport, 1)
-	hs := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		conn, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
-		if err != nil {
-			t.Errorf("upgrade: %v", err)
-			return
-		}
-		ctx := types.NewHttpContext(w, r)
-		ctx.Websocket = &types.WebSocketConn{EventEmitter: types.NewEventEmitter(), Conn: conn}
-		ready <- engineio.WebSocket{}.New(ctx)
-	}))
-	conns := make(chan *watchedConn, 1)
-	hs.Listener = watchingListener{Listener: hs.Listener, conns: conns}
-	hs.Start()
-	t.Cleanup(func() {
-		hs.CloseClientConnections()
-		hs.Close()
-	})
+	s := newTransportServer(t)
 	ctx := testContext(t)
-	client, res, err := websocket.DefaultDialer.DialContext(ctx, "ws"+strings.TrimPrefix(hs.URL, "http")+"/?EIO=4&transport=websocket", nil)
+	client, res, err := websocket.DefaultDialer.DialContext(ctx, "ws"+strings.TrimPrefix(s.url, "http")+"?EIO=4&transport=websocket", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_ = res.Body.Close()
 	t.Cleanup(func() { _ = client.Close() })
 	_ = client.SetReadDeadline(time.Now().Add(waitLimit))
-	var tr transports.Transport
-	select {
-	case tr = <-ready:
-	case <-ctx.Done():
-		t.Fatal("no transport")
-	}
-	t.Cleanup(func() { tr.Close() })
-	return tr, <-conns, client
+	tr, conn := s.accept(t, ctx)
+	return tr, conn, client
 }
 
 // readFrames reads n messages and returns them as "text:..." or "binary:...".
