@@ -311,3 +311,40 @@ func defaultRedis() server.RedisConfig {
 		RequestTimeout:    5 * time.Second,
 	}
 }
+
+// Parse: a bad flag is one error and nothing printed; -h prints the usage,
+// the command's own flags included, and returns flag.ErrHelp.
+func TestParse(t *testing.T) {
+	t.Parallel()
+	var out strings.Builder
+	var c server.Config
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(&out)
+	fs.Int("history", 50, "the command's own flag")
+	err := c.Parse(fs, []string{"-ping-interval", "soon"}, env(nil))
+	if err == nil || !strings.Contains(err.Error(), "ping-interval") || out.Len() != 0 {
+		t.Errorf("bad value: %v, printed %q; want one error naming ping-interval and nothing printed", err, out.String())
+	}
+
+	c, out = server.Config{}, strings.Builder{}
+	fs = flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(&out)
+	fs.Int("history", 50, "the command's own flag")
+	if err := c.Parse(fs, []string{"-h"}, env(nil)); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("-h: %v, want flag.ErrHelp", err)
+	}
+	for _, want := range []string{"usage of demo", "-history", "-ping-interval", "SOCKSTREAM_PING_INTERVAL"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("usage lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	c = server.Config{}
+	fs = flag.NewFlagSet("demo", flag.ContinueOnError)
+	if err := c.Parse(fs, []string{"-addr", ":5000"}, env(map[string]string{"SOCKSTREAM_ADDR": ":4000", "SOCKSTREAM_PATH": "/io/"})); err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != ":5000" || c.Path != "/io/" {
+		t.Errorf("Addr %q, Path %q; want the flag's :5000 and the environment's /io/", c.Addr, c.Path)
+	}
+}

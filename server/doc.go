@@ -21,9 +21,8 @@
 // With Config.Redis.URL set, the server clusters over Redis Streams, wire
 // compatible with Node's @socket.io/redis-streams-adapter: broadcasts, room
 // operations, FetchSockets and server-side emits reach every server on the
-// same Redis. Every option also comes from flags (Config.RegisterFlags) and
-// SOCKSTREAM_ environment variables (Config.LoadEnv); see
-// docs/configuration.md.
+// same Redis. Every option also comes from flags and SOCKSTREAM_
+// environment variables (Config.Parse; see docs/configuration.md).
 //
 // Besides Socket.IO at Config.Path, the handler serves /healthz (the process
 // is up), /readyz (the server accepts traffic and its adapter's backend is

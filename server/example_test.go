@@ -95,7 +95,7 @@ func ExampleConfig_Validate() {
 
 // A program reads its configuration from the environment, then from its
 // flags, which win.
-func ExampleConfig_LoadEnv() {
+func ExampleConfig_Parse() {
 	environment := map[string]string{
 		"SOCKSTREAM_PING_INTERVAL": "10s",
 		"SOCKSTREAM_ADDR":          ":4000",
@@ -104,15 +104,12 @@ func ExampleConfig_LoadEnv() {
 	lookup := func(k string) (string, bool) { v, ok := environment[k]; return v, ok }
 
 	var cfg server.Config
-	if err := cfg.LoadEnv(lookup); err != nil {
-		log.Fatal(err)
-	}
 	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
-	cfg.RegisterFlags(fs)
-	if err := fs.Parse([]string{"-addr", ":5000"}); err != nil {
+	history := fs.Int("history", 50, "a flag of the program's own")
+	if err := cfg.Parse(fs, []string{"-addr", ":5000", "-history", "10"}, lookup); err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(cfg.Addr, cfg.PingInterval, cfg.PingTimeout, cfg.Redis.URL)
+	fmt.Println(cfg.Addr, cfg.PingInterval, cfg.PingTimeout, cfg.Redis.URL, *history)
 
 	// A malformed value is one line naming the variable.
 	err := cfg.LoadEnv(func(k string) (string, bool) {
@@ -123,7 +120,7 @@ func ExampleConfig_LoadEnv() {
 	})
 	fmt.Println(err)
 	// Output:
-	// :5000 10s 20s redis://redis.internal:6379
+	// :5000 10s 20s redis://redis.internal:6379 10
 	// invalid config: SOCKSTREAM_MAX_PAYLOAD: "1MB": parse error
 }
 

@@ -1,8 +1,10 @@
 package server
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"strings"
 )
 
@@ -34,6 +36,29 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Recovery.SkipMiddlewares, "recovery-skip-middlewares", c.Recovery.SkipMiddlewares, "skip the middlewares for a recovered connection (env SOCKSTREAM_RECOVERY_SKIP_MIDDLEWARES)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "bound on graceful shutdown (env SOCKSTREAM_SHUTDOWN_TIMEOUT)")
 	c.Redis.registerFlags(fs, d.Redis)
+}
+
+// Parse is a command's whole configuration: the environment (read through
+// lookup, os.LookupEnv in a program), then args parsed by fs, on which it
+// registers a flag for each option beside those the command defined; flags
+// win over the environment, which wins over the defaults. A bad value is one
+// error naming the option, without the usage the flag package prints with
+// it; -h prints the usage to fs's output and returns flag.ErrHelp.
+func (c *Config) Parse(fs *flag.FlagSet, args []string, lookup func(string) (string, bool)) error {
+	if err := c.LoadEnv(lookup); err != nil {
+		return err
+	}
+	c.RegisterFlags(fs)
+	out := fs.Output()
+	fs.SetOutput(io.Discard)
+	defer fs.SetOutput(out)
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(out)
+		fmt.Fprintf(out, "usage of %s:\n", fs.Name())
+		fs.PrintDefaults()
+	}
+	return err
 }
 
 // LoadEnv sets the options found in the environment, read through lookup

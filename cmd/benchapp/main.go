@@ -24,14 +24,10 @@ func main() {
 
 func run(ctx context.Context, args []string) error {
 	var cfg server.Config
-	if err := cfg.LoadEnv(os.LookupEnv); err != nil {
-		return err
-	}
 	fs := flag.NewFlagSet("benchapp", flag.ContinueOnError)
-	cfg.RegisterFlags(fs)
 	withPprof := fs.Bool("pprof", false, "serve net/http/pprof under /debug/pprof/")
 	verbose := fs.Bool("v", false, "log at Info level (default Warn: logging is not what is measured)")
-	if err := fs.Parse(args); err != nil {
+	if err := cfg.Parse(fs, args, os.LookupEnv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}

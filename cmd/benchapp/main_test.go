@@ -3,13 +3,12 @@ package main
 import (
 	"context"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
-
+	"github.com/sockstream/sockstream/internal/siotest"
 	"github.com/sockstream/sockstream/server"
 )
 
@@ -60,20 +59,7 @@ func TestAppBroadcastsToTheRoomAndEchoes(t *testing.T) {
 		t.Fatal(err)
 	}
 	mount(srv)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	}()
-	addr := ln.Addr().String()
+	addr := strings.TrimPrefix(siotest.Serve(t, srv), "http://")
 
 	a, b, other := dialRoom(t, addr, "r1"), dialRoom(t, addr, "r1"), dialRoom(t, addr, "r2")
 	// The echo acks prove each connection handler ran (the room is joined).

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sockstream/sockstream/internal/redistest"
+	"github.com/sockstream/sockstream/internal/siotest"
 	"github.com/sockstream/sockstream/server"
 )
 
@@ -24,20 +24,7 @@ func startChat(t *testing.T, cfg server.Config) string {
 		t.Fatal(err)
 	}
 	mountChat(srv, 50)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return "http://" + ln.Addr().String()
+	return siotest.Serve(t, srv)
 }
 
 // runClients runs testdata/chat/clients.js against two URLs and returns the

@@ -14,7 +14,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -35,20 +34,10 @@ func run(ctx context.Context, args []string) error {
 	// The demo shows recovery at work: missed messages come back after a
 	// short outage. The environment and flags can still turn it off.
 	cfg.Recovery.Enabled = true
-	if err := cfg.LoadEnv(os.LookupEnv); err != nil {
-		return err
-	}
 	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
-	cfg.RegisterFlags(fs)
 	historySize := fs.Int("history", 50, "messages of each room kept for those who join later")
-	// The flag package prints the whole usage on a bad value; one line
-	// naming the option is what an operator needs, usage on -h only.
-	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil {
+	if err := cfg.Parse(fs, args, os.LookupEnv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(os.Stderr)
-			fmt.Fprintln(os.Stderr, "usage: chat [options]")
-			fs.PrintDefaults()
 			return nil
 		}
 		return err

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockstream/sockstream/internal/siotest"
 	"github.com/sockstream/sockstream/server"
 )
 
@@ -36,20 +36,7 @@ func startApp(t *testing.T, cfg server.Config) string {
 		})
 		s.On("echo", func(e *server.Event) { e.Ack(e.Args...) })
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return "http://" + ln.Addr().String()
+	return siotest.Serve(t, srv)
 }
 
 // checkNoLoss runs a fixed-rate phase and a windowed one over f and checks

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -15,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sockstream/sockstream/internal/redistest"
 )
 
 // Binary is the Prometheus server started by Start.
@@ -69,7 +70,9 @@ func Start(t testing.TB, interval time.Duration, targets ...Target) *Server {
 
 	var lastErr error
 	for range 5 { // the free port may be taken before Prometheus binds it
-		port, err := freePort()
+		// One allocator for every test process's ports: it never hands
+		// out a port twice in a run, nor Redis's.
+		port, err := redistest.FreePort()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -227,11 +230,3 @@ func CheckMetrics(t testing.TB, exposition []byte) []string {
 	return problems
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
