@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/sockstream/sockstream/internal/siotest"
+	"github.com/sockstream/sockstream/internal/servetest"
 	"github.com/sockstream/sockstream/server"
 )
 
@@ -59,7 +59,7 @@ func TestAppBroadcastsToTheRoomAndEchoes(t *testing.T) {
 		t.Fatal(err)
 	}
 	mount(srv)
-	addr := strings.TrimPrefix(siotest.Serve(t, srv), "http://")
+	addr := strings.TrimPrefix(servetest.Serve(t, srv), "http://")
 
 	a, b, other := dialRoom(t, addr, "r1"), dialRoom(t, addr, "r1"), dialRoom(t, addr, "r2")
 	// The echo acks prove each connection handler ran (the room is joined).

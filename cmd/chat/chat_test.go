@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/sockstream/sockstream/internal/redistest"
-	"github.com/sockstream/sockstream/internal/siotest"
+	"github.com/sockstream/sockstream/internal/servetest"
 	"github.com/sockstream/sockstream/server"
 )
 
@@ -24,7 +24,7 @@ func startChat(t *testing.T, cfg server.Config) string {
 		t.Fatal(err)
 	}
 	mountChat(srv, 50)
-	return siotest.Serve(t, srv)
+	return servetest.Serve(t, srv)
 }
 
 // runClients runs testdata/chat/clients.js against two URLs and returns the

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockstream/sockstream/internal/siotest"
+	"github.com/sockstream/sockstream/internal/servetest"
 	"github.com/sockstream/sockstream/server"
 )
 
@@ -36,7 +36,7 @@ func startApp(t *testing.T, cfg server.Config) string {
 		})
 		s.On("echo", func(e *server.Event) { e.Ack(e.Args...) })
 	})
-	return siotest.Serve(t, srv)
+	return servetest.Serve(t, srv)
 }
 
 // checkNoLoss runs a fixed-rate phase and a windowed one over f and checks

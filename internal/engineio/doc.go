@@ -53,7 +53,8 @@
 //   - Each client PONG is handed to the engine a second time, a second later,
 //     unless another PING went out: upstream arms the pong timeout after it
 //     sends the PING, and a PONG handled in between left a timeout nobody
-//     cleared, closing a client that had answered ("ping timeout").
+//     cleared, closing a client that had answered ("ping timeout"). The
+//     polling transport does the same.
 //
 // ReleaseAfterHijack wraps the engine's handler so that a hijacked WebSocket
 // connection does not keep net/http's 8 KiB of buffers for its whole life.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/zishang520/socket.io/parsers/engine/v3/packet"
 	"github.com/zishang520/socket.io/servers/engine/v3"
@@ -29,8 +30,9 @@ var badRequest = mustJSON(map[string]any{"code": 3, "message": "Bad request"})
 // Build it with NewPolling, put it in the engine's transports in place of
 // engine.Polling, then Attach the engine. Its zero value is not usable.
 type Polling struct {
-	log     *slog.Logger
-	clients atomic.Pointer[types.Map[string, engine.Socket]]
+	log        *slog.Logger
+	clients    atomic.Pointer[types.Map[string, engine.Socket]]
+	pongReplay atomic.Int64 // time.Duration; 0: DefaultPongReplay
 
 	invalidPayloads atomic.Uint64
 	staleAfterUp    atomic.Uint64
@@ -53,6 +55,11 @@ func NewPolling(log *slog.Logger) *Polling {
 func (p *Polling) Attach(srv engine.BaseServer) {
 	p.clients.Store(srv.Clients())
 }
+
+// SetPongReplay sets how long after a client's PONG the transports built
+// from now on hand the engine its copy (see docs/compatibility.md,
+// correction 7); zero or less means DefaultPongReplay.
+func (p *Polling) SetPongReplay(d time.Duration) { p.pongReplay.Store(int64(d)) }
 
 // Stats counts the corrections applied so far.
 type Stats struct {
@@ -100,7 +107,7 @@ func (p *Polling) New(ctx *types.HttpContext) transports.Transport {
 		return transports.NewJSONP(ctx)
 	}
 	up := transports.MakePolling()
-	t := &pollingTransport{Polling: up, ctor: p}
+	t := &pollingTransport{Polling: up, ctor: p, heartbeat: newPongReplayer(time.Duration(p.pongReplay.Load()))}
 	// Upstream dispatches OnData, DoWrite and DoClose through the prototype;
 	// pointing it at t is what makes our overrides run.
 	up.Prototype(t)
@@ -108,11 +115,12 @@ func (p *Polling) New(ctx *types.HttpContext) transports.Transport {
 	return t
 }
 
-// pollingTransport is upstream's polling transport with OnRequest, OnData
-// and DoClose overridden.
+// pollingTransport is upstream's polling transport with OnRequest, OnData,
+// Send and DoClose overridden.
 type pollingTransport struct {
 	transports.Polling
-	ctor *Polling
+	ctor      *Polling
+	heartbeat *pongReplayer
 
 	// post is the POST request whose payload is being decoded: upstream
 	// decodes it synchronously inside OnRequest.
@@ -200,6 +208,10 @@ func (t *pollingTransport) OnData(data types.BufferInterface) {
 			t.OnClose()
 			return
 		}
+		if pkt.Type == packet.PONG {
+			t.heartbeat.pong(t.OnPacket, pkt)
+			continue
+		}
 		t.OnPacket(pkt)
 	}
 	if err == nil {
@@ -217,9 +229,18 @@ func (t *pollingTransport) OnData(data types.BufferInterface) {
 	t.OnPacket(&packet.Packet{Type: packet.ERROR, Data: types.NewStringBufferString("parser error")})
 }
 
+// Send notes the engine's PINGs for the heartbeat correction, then sends
+// as upstream does.
+func (t *pollingTransport) Send(packets []*packet.Packet) {
+	ping := t.heartbeat.sending(packets)
+	t.Polling.Send(packets)
+	t.heartbeat.sent(ping)
+}
+
 // DoClose answers 400 to a poll still pending when the session upgrades away
 // from this transport, then closes as upstream does.
 func (t *pollingTransport) DoClose(fn types.Callable) {
+	t.heartbeat.stop()
 	if t.Discarded() && t.upgradedAway() {
 		if ctx := t.poll.Load(); ctx != nil && !ctx.IsDone() && reject(ctx) {
 			t.ctor.staleAfterUp.Add(1)

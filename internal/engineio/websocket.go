@@ -6,7 +6,6 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	ws "github.com/gorilla/websocket"
@@ -42,37 +41,17 @@ import (
 // blocks only its own writer goroutine, until the session's ping timeout
 // closes the connection and the write fails.
 //
-// It also corrects a heartbeat race of upstream's engine socket
-// (servers/engine/v3 socket.go, schedulePing): the ping timer's goroutine
-// hands the PING to the transport and only then arms the pong timeout. A
-// client's PONG handled in between clears the previous timer, and the one
-// armed just after is never cleared: with the default 25 s interval and
-// 20 s timeout, a client that answered is closed for "ping timeout" 20 s
-// later. Seen under load (2 or 3 clients in 1,000, docs/benchmarks.md).
-// The transport hands the engine every PONG a second time, PongReplay
-// later, unless the engine has sent another PING since; a PONG clears the
-// pong timeout whenever it comes, so the second one clears a timeout armed
-// late and changes nothing otherwise (the next PING comes PongReplay
-// later). The copy carries ReplayedPong as its data: metrics can skip it.
+// It also corrects a heartbeat race of upstream's engine socket, which could
+// close a client that answered its ping for "ping timeout": every client
+// PONG is handed to the engine a second time, PongReplay later, unless
+// another PING went out (see docs/compatibility.md, correction 7). The copy
+// carries ReplayedPong as its data: metrics can skip it.
 type WebSocket struct {
 	// PongReplay is how long after a client's PONG its copy is handed to
 	// the engine: longer than the ping goroutine may be held up between
 	// sending the PING and arming the timeout, shorter than the ping
 	// timeout. Zero means DefaultPongReplay.
 	PongReplay time.Duration
-}
-
-// DefaultPongReplay is WebSocket.PongReplay's default.
-const DefaultPongReplay = time.Second
-
-// ReplayedPong is the data of the PONG packets the WebSocket transport
-// hands the engine a second time (see WebSocket). Never read it.
-var ReplayedPong io.Reader = strings.NewReader("")
-
-// IsReplayedPong reports whether p is a replayed PONG, not one the client
-// sent.
-func IsReplayedPong(p *packet.Packet) bool {
-	return p != nil && p.Type == packet.PONG && p.Data == ReplayedPong
 }
 
 // Name is the transport's name in the "transport" query parameter.
@@ -86,10 +65,7 @@ func (WebSocket) UpgradesTo() []string { return nil }
 
 // New builds the transport of one connection.
 func (w WebSocket) New(ctx *types.HttpContext) transports.Transport {
-	t := &wsTransport{Transport: transports.MakeTransport(), pongReplay: w.PongReplay}
-	if t.pongReplay <= 0 {
-		t.pongReplay = DefaultPongReplay
-	}
+	t := &wsTransport{Transport: transports.MakeTransport(), heartbeat: newPongReplayer(w.PongReplay)}
 	t.Prototype(t)
 	t.Construct(ctx)
 	return t
@@ -101,14 +77,7 @@ type wsTransport struct {
 	idleTimeout time.Duration
 	conn        *types.WebSocketConn
 	raw         net.Conn
-	pongReplay  time.Duration
-
-	// pings counts the PINGs handed to Send, so that a PONG's replay is
-	// dropped once another PING is out. pongMu keeps a replay and a PONG
-	// of the client from reaching the engine at the same time (upstream's
-	// timer Refresh is not safe for that).
-	pings  atomic.Int64
-	pongMu sync.Mutex
+	heartbeat   *pongReplayer
 
 	// wmu serialises writes to raw: the writer's batches and the reader's
 	// control frames.
@@ -119,7 +88,6 @@ type wsTransport struct {
 	pending []sendBatch
 	writing bool // a writer goroutine owns the queue
 	closed  bool // no more writes: the transport is closing or closed
-	replay  *time.Timer
 }
 
 // sendBatch is the packets of one Send, drained as a unit: the engine
@@ -189,37 +157,11 @@ func (t *wsTransport) read() {
 			return
 		}
 		if mt == ws.TextMessage && data.Len() == 1 && data.Bytes()[0] == '3' {
-			t.onPong(data)
+			t.heartbeat.pong(t.OnPacket, &packet.Packet{Type: packet.PONG})
 			continue
 		}
 		t.OnData(data)
 	}
-}
-
-// onPong hands the client's PONG to the engine, and its copy PongReplay
-// later unless a PING was sent since (see WebSocket).
-func (t *wsTransport) onPong(data types.BufferInterface) {
-	seq := t.pings.Load()
-	t.pongMu.Lock()
-	t.OnData(data)
-	t.pongMu.Unlock()
-
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.closed {
-		return
-	}
-	if t.replay != nil {
-		t.replay.Stop()
-	}
-	t.replay = time.AfterFunc(t.pongReplay, func() {
-		t.pongMu.Lock()
-		defer t.pongMu.Unlock()
-		if t.pings.Load() != seq || t.isClosed() {
-			return
-		}
-		t.OnPacket(&packet.Packet{Type: packet.PONG, Data: ReplayedPong})
-	})
 }
 
 // fail routes a connection error as upstream does: a close, or an error
@@ -242,10 +184,7 @@ func (t *wsTransport) Send(packets []*packet.Packet) {
 	if isProbeAnswer(packets) {
 		b.written = make(chan struct{})
 	}
-	ping := hasPing(packets)
-	if ping {
-		t.pings.Add(1)
-	}
+	ping := t.heartbeat.sending(packets)
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
@@ -258,27 +197,10 @@ func (t *wsTransport) Send(packets []*packet.Packet) {
 	if start {
 		go t.writeLoop()
 	}
-	if hook := testHookPingSent.Load(); ping && hook != nil {
-		(*hook)()
-	}
+	t.heartbeat.sent(ping)
 	if b.written != nil {
 		<-b.written
 	}
-}
-
-// testHookPingSent, when set by a test, runs on the goroutine that handed a
-// PING to Send, once the PING is on its way: a test holds that goroutine
-// there to reproduce the heartbeat race described at WebSocket.
-var testHookPingSent atomic.Pointer[func()]
-
-// hasPing reports whether packets hold a PING (the engine's heartbeat).
-func hasPing(packets []*packet.Packet) bool {
-	for _, p := range packets {
-		if p != nil && p.Type == packet.PING {
-			return true
-		}
-	}
-	return false
 }
 
 // isClosed reports whether the transport stopped writing.
@@ -295,10 +217,8 @@ func (t *wsTransport) stop() {
 	dropped := t.pending
 	t.pending = nil
 	t.closed = true
-	if t.replay != nil {
-		t.replay.Stop()
-	}
 	t.mu.Unlock()
+	t.heartbeat.stop()
 	release(dropped)
 }
 

@@ -229,4 +229,3 @@ func CheckMetrics(t testing.TB, exposition []byte) []string {
 	}
 	return problems
 }
-

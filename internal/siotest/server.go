@@ -1,8 +1,6 @@
 package siotest
 
 import (
-	"context"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockstream/sockstream/server"
 	"github.com/zishang520/socket.io/servers/socket/v3"
 )
 
@@ -129,25 +126,4 @@ func SocketIDs(sockets []*socket.RemoteSocket) []string {
 		ids = append(ids, string(s.Id()))
 	}
 	return Sorted(ids...)
-}
-
-// Serve runs srv, a sockstream server, on a loopback listener until the
-// test ends, and returns its base URL, http://127.0.0.1:port. t.Cleanup
-// stops it and fails the test if Serve returned an error.
-func Serve(t testing.TB, srv *server.Server) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return "http://" + ln.Addr().String()
 }
