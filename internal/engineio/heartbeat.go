@@ -72,7 +72,9 @@ func (r *pongReplayer) sending(packets []*packet.Packet) bool {
 }
 
 // sent runs the test hook, if any, once a PING is on its way: the engine's
-// ping goroutine then goes on to arm the pong timeout.
+// ping goroutine then goes on to arm the pong timeout. ping is false where
+// holding the caller could hold the PING itself (it is queued behind a
+// write the caller may be part of).
 func (r *pongReplayer) sent(ping bool) {
 	if hook := testHookPingSent.Load(); ping && hook != nil {
 		(*hook)()

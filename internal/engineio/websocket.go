@@ -33,9 +33,13 @@ import (
 //     could see its poll answered before "3probe".
 //
 // Frames are written unmasked and uncompressed straight to the connection,
-// serialised with the pong and close frames the reader answers with, which
-// go through the same lock. When per-message deflate is configured, packets
-// go through gorilla's compressing writer as upstream's did.
+// serialised with the pong and close frames the reader answers with; the
+// reader waits at most a second for a write on its way (a client that does
+// not read), then drops the pong, or closes the connection instead of
+// echoing a close. When per-message deflate is configured, packets go
+// through gorilla's compressing writer as upstream's did. A panic while
+// writing (a packet's data is any io.Reader) closes the connection with an
+// error, as upstream's queue recovered it.
 //
 // Like upstream, no write deadline is set: a client that stops reading
 // blocks only its own writer goroutine, until the session's ping timeout
@@ -65,7 +69,11 @@ func (WebSocket) UpgradesTo() []string { return nil }
 
 // New builds the transport of one connection.
 func (w WebSocket) New(ctx *types.HttpContext) transports.Transport {
-	t := &wsTransport{Transport: transports.MakeTransport(), heartbeat: newPongReplayer(w.PongReplay)}
+	t := &wsTransport{
+		Transport: transports.MakeTransport(),
+		heartbeat: newPongReplayer(w.PongReplay),
+		wlock:     make(chan struct{}, 1),
+	}
 	t.Prototype(t)
 	t.Construct(ctx)
 	return t
@@ -79,9 +87,10 @@ type wsTransport struct {
 	raw         net.Conn
 	heartbeat   *pongReplayer
 
-	// wmu serialises writes to raw: the writer's batches and the reader's
-	// control frames.
-	wmu sync.Mutex
+	// wlock serialises writes to raw: the writer's batches and the
+	// reader's control frames. A channel, so that the reader can give up
+	// waiting behind a write stalled on a client that does not read.
+	wlock chan struct{}
 
 	// mu guards the queue below.
 	mu      sync.Mutex
@@ -157,7 +166,9 @@ func (t *wsTransport) read() {
 			return
 		}
 		if mt == ws.TextMessage && data.Len() == 1 && data.Bytes()[0] == '3' {
-			t.heartbeat.pong(t.OnPacket, &packet.Packet{Type: packet.PONG})
+			// Data as upstream's decoder leaves it: the engine's upgrade
+			// check copies from it.
+			t.heartbeat.pong(t.OnPacket, &packet.Packet{Type: packet.PONG, Data: types.NewStringBuffer(nil)})
 			continue
 		}
 		t.OnData(data)
@@ -197,7 +208,9 @@ func (t *wsTransport) Send(packets []*packet.Packet) {
 	if start {
 		go t.writeLoop()
 	}
-	t.heartbeat.sent(ping)
+	// Only a PING this Send started the writer for is surely on its way:
+	// a Send made from the writer goroutine (its "ready") queues behind it.
+	t.heartbeat.sent(ping && start)
 	if b.written != nil {
 		<-b.written
 	}

@@ -28,9 +28,21 @@ var frameBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); retur
 // the next Send starts another. Everything queued by the time a write
 // starts goes out in that one write.
 func (t *wsTransport) writeLoop() {
+	// Upstream's queue survived a panicking write (an encoder, a reader
+	// given as packet data); a panic here ends the connection, not the
+	// process, like a failed write.
+	var batches []sendBatch // in flight
+	defer func() {
+		if r := recover(); r != nil {
+			release(batches)
+			t.stop()
+			t.fail(fmt.Errorf("engineio: websocket write panicked: %v", r))
+			_ = t.conn.Close()
+		}
+	}()
 	for {
 		t.mu.Lock()
-		batches := t.pending
+		batches = t.pending
 		t.pending = nil
 		if len(batches) == 0 || t.closed {
 			t.writing = false
@@ -43,6 +55,7 @@ func (t *wsTransport) writeLoop() {
 		err := t.writeBatches(batches)
 		if err != nil {
 			release(batches)
+			batches = nil
 			// As upstream routes it (an "error" closes the session), and
 			// the connection closed whatever listens, so nothing waits on
 			// a connection that cannot be written.
@@ -62,6 +75,7 @@ func (t *wsTransport) writeLoop() {
 		// A waiting Send (the probe answer) returns after its drain, as
 		// upstream's Send followed by a wait for "drain" would.
 		release(batches)
+		batches = nil
 	}
 }
 
@@ -87,8 +101,8 @@ func (t *wsTransport) writeBatches(batches []sendBatch) error {
 	}()
 
 	deflate := t.PerMessageDeflate()
-	t.wmu.Lock()
-	defer t.wmu.Unlock()
+	t.wlock <- struct{}{}
+	defer func() { <-t.wlock }()
 	for _, b := range batches {
 		for _, p := range b.packets {
 			data, isBinary, err := t.encode(p, deflate != nil)
@@ -142,7 +156,7 @@ func wantsCompression(p *packet.Packet, size int, deflate *types.PerMessageDefla
 	return size >= deflate.Threshold
 }
 
-// flush writes buf to the connection. Called with wmu held.
+// flush writes buf to the connection. Called holding wlock.
 func (t *wsTransport) flush(buf []byte) error {
 	if len(buf) == 0 {
 		return nil
@@ -152,7 +166,7 @@ func (t *wsTransport) flush(buf []byte) error {
 }
 
 // writeCompressed writes one message through gorilla's compressing writer.
-// Called with wmu held.
+// Called holding wlock.
 func (t *wsTransport) writeCompressed(isBinary bool, data []byte) error {
 	mt := ws.TextMessage
 	if isBinary {
@@ -171,31 +185,46 @@ func (t *wsTransport) writeCompressed(isBinary bool, data []byte) error {
 }
 
 // answerPing is the reader's answer to a WebSocket ping (browsers send
-// none; other clients may).
+// none; other clients may). Behind a stalled write the pong is dropped, as
+// gorilla's own would be once its deadline passed.
 func (t *wsTransport) answerPing(appData string) error {
 	t.writeControl(ws.PongMessage, []byte(appData))
 	return nil
 }
 
 // answerClose echoes the client's close frame, as gorilla's default does;
-// the reader then ends with the close error.
+// the reader then ends with the close error. If a write stalled on the
+// client holds the connection, the echo is skipped and the connection
+// closed: the client is going anyway.
 func (t *wsTransport) answerClose(code int, _ string) error {
-	t.writeControl(ws.CloseMessage, ws.FormatCloseMessage(code, ""))
+	if !t.writeControl(ws.CloseMessage, ws.FormatCloseMessage(code, "")) {
+		_ = t.raw.Close()
+	}
 	return nil
 }
 
-// writeControl writes a control frame within controlWriteWait. A failure
-// is left to the reader, which sees the connection fail next.
-func (t *wsTransport) writeControl(opcode int, payload []byte) {
+// writeControl writes a control frame, waiting at most controlWriteWait
+// for a write on its way and as long again for its own. It reports false
+// if it gave up waiting (the frame is dropped); a failed write is left to
+// the reader, which sees the connection fail next. It runs on the reader
+// goroutine, which must not wait for a client that stopped reading.
+func (t *wsTransport) writeControl(opcode int, payload []byte) bool {
 	if len(payload) > 125 {
 		payload = payload[:125]
 	}
 	frame := appendControlFrame(make([]byte, 0, 2+len(payload)), byte(opcode), payload)
-	t.wmu.Lock()
-	defer t.wmu.Unlock()
+	wait := time.NewTimer(controlWriteWait)
+	defer wait.Stop()
+	select {
+	case t.wlock <- struct{}{}:
+	case <-wait.C:
+		return false
+	}
+	defer func() { <-t.wlock }()
 	_ = t.raw.SetWriteDeadline(time.Now().Add(controlWriteWait))
 	_, _ = t.raw.Write(frame)
 	_ = t.raw.SetWriteDeadline(time.Time{})
+	return true
 }
 
 // WebSocket opcodes (RFC 6455, section 5.2).

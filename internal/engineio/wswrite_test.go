@@ -3,6 +3,7 @@ package engineio_test
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/sockstream/sockstream/internal/engineio"
 	"github.com/zishang520/socket.io/parsers/engine/v3/packet"
 	"github.com/zishang520/socket.io/servers/engine/v3/transports"
 	"github.com/zishang520/socket.io/v3/pkg/types"
@@ -267,5 +269,86 @@ func TestWriteErrorClosesTheTransport(t *testing.T) {
 	tr.Send([]*packet.Packet{message("dropped")})
 	if conn.writes.Load() != before {
 		t.Error("a Send after the close was written")
+	}
+}
+
+// A write stalled on a client that does not read holds the connection; the
+// reader must not wait behind it to answer a WebSocket ping: it drops the
+// pong and goes on handling the client's frames.
+func TestReaderDoesNotWaitBehindAStalledWrite(t *testing.T) {
+	tr, conn, client := wsPair(t)
+	packets := make(chan *packet.Packet, 4)
+	_ = tr.On("packet", func(a ...any) { packets <- a[0].(*packet.Packet) })
+	started, release := conn.holdNextWrite()
+	defer release()
+	tr.Send([]*packet.Packet{message("stuck")})
+	<-started
+	if err := client.WriteControl(websocket.PingMessage, []byte("ping"), time.Now().Add(waitLimit)); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.WriteMessage(websocket.TextMessage, []byte("4after the ping")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-packets:
+		if p.Type != packet.MESSAGE {
+			t.Errorf("packet %v, want the message", p.Type)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the reader waited behind the stalled write")
+	}
+}
+
+// A client PONG reaches the engine with readable data, as upstream's
+// decoder gives it (the engine's upgrade check copies from it).
+func TestPongHasData(t *testing.T) {
+	tr, _, client := wsPair(t)
+	packets := make(chan *packet.Packet, 1)
+	_ = tr.On("packet", func(a ...any) {
+		if p := a[0].(*packet.Packet); !engineio.IsReplayedPong(p) {
+			packets <- p
+		}
+	})
+	if err := client.WriteMessage(websocket.TextMessage, []byte("3")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-packets:
+		if p.Type != packet.PONG || p.Data == nil {
+			t.Fatalf("packet %v with data %v, want a PONG with data", p.Type, p.Data)
+		}
+		if b, err := io.ReadAll(p.Data); err != nil || len(b) != 0 {
+			t.Errorf("PONG data %q, %v", b, err)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("no PONG")
+	}
+}
+
+type panickingReader struct{}
+
+func (panickingReader) Read([]byte) (int, error) { panic("a reader given as packet data failed") }
+
+// A panic while writing (here, in the packet's data) closes the connection
+// with an error, as a failed write does, and leaves the process alone.
+func TestPanicInAWriteClosesTheTransport(t *testing.T) {
+	tr, _, _ := wsPair(t)
+	closed := make(chan struct{})
+	reported := make(chan error, 1)
+	_ = tr.On("close", func(...any) { close(closed) })
+	_ = tr.On("error", func(a ...any) { err, _ := a[0].(error); reported <- err })
+	tr.Send([]*packet.Packet{{Type: packet.MESSAGE, Data: panickingReader{}}})
+	select {
+	case err := <-reported:
+		if err == nil || !strings.Contains(err.Error(), "panicked") {
+			t.Errorf("error = %v", err)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("no error reported")
+	}
+	select {
+	case <-closed:
+	case <-time.After(waitLimit):
+		t.Fatal("transport not closed")
 	}
 }
