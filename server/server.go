@@ -98,13 +98,15 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	// internal/engineio's transports correct upstream's where it answers
 	// differently from Node; Polling needs the engine, attached below.
 	polling := engineio.NewPolling(cfg.Logger)
+	replay := pongReplay(cfg.PingInterval, cfg.PingTimeout)
+	polling.SetPongReplay(replay)
 	ts := types.NewSet[transports.TransportCtor]()
 	for _, t := range cfg.Transports {
 		switch t {
 		case Polling:
 			ts.Add(polling)
 		case WebSocket:
-			ts.Add(engineio.WebSocket{})
+			ts.Add(engineio.WebSocket{PongReplay: replay})
 		}
 	}
 	so.SetTransports(ts)
@@ -323,4 +325,12 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	default:
 		_, _ = w.Write([]byte("ok\n"))
 	}
+}
+
+// pongReplay is the delay of the transports' PONG copies (the heartbeat
+// correction of internal/engineio): engineio's default, 1 s, unless the
+// ping interval or timeout is short. The copy must come before the next
+// PING (or it is dropped) and before the timeout it clears.
+func pongReplay(interval, timeout time.Duration) time.Duration {
+	return min(engineio.DefaultPongReplay, min(interval, timeout)/2)
 }
