@@ -72,7 +72,6 @@ func (w WebSocket) New(ctx *types.HttpContext) transports.Transport {
 	t := &wsTransport{
 		Transport: transports.MakeTransport(),
 		heartbeat: newPongReplayer(w.PongReplay),
-		wlock:     make(chan struct{}, 1),
 	}
 	t.Prototype(t)
 	t.Construct(ctx)
@@ -87,10 +86,10 @@ type wsTransport struct {
 	raw         net.Conn
 	heartbeat   *pongReplayer
 
-	// wlock serialises writes to raw: the writer's batches and the
-	// reader's control frames. A channel, so that the reader can give up
-	// waiting behind a write stalled on a client that does not read.
-	wlock chan struct{}
+	// wmu serialises writes to raw: the writer's batches and the reader's
+	// control frames; the reader tries it for a bounded time only (see
+	// writeControl).
+	wmu sync.Mutex
 
 	// mu guards the queue below.
 	mu      sync.Mutex
@@ -166,13 +165,22 @@ func (t *wsTransport) read() {
 			return
 		}
 		if mt == ws.TextMessage && data.Len() == 1 && data.Bytes()[0] == '3' {
-			// Data as upstream's decoder leaves it: the engine's upgrade
-			// check copies from it.
-			t.heartbeat.pong(t.OnPacket, &packet.Packet{Type: packet.PONG, Data: types.NewStringBuffer(nil)})
+			t.onPong()
 			continue
 		}
 		t.OnData(data)
 	}
+}
+
+// onPong hands a client's PONG to the heartbeat correction. Apart from read
+// so as not to grow the frame of every connection's reader goroutine, whose
+// stack is most of an idle connection's memory.
+//
+//go:noinline
+func (t *wsTransport) onPong() {
+	// Data as upstream's decoder leaves it: the engine's upgrade check
+	// copies from it.
+	t.heartbeat.pong(t.OnPacket, &packet.Packet{Type: packet.PONG, Data: types.NewStringBuffer(nil)})
 }
 
 // fail routes a connection error as upstream does: a close, or an error

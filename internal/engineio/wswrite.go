@@ -16,6 +16,10 @@ import (
 // the reader goroutine.
 const controlWriteWait = time.Second
 
+// controlLockPoll is how often the reader tries the write lock while a
+// write holds it.
+const controlLockPoll = 5 * time.Millisecond
+
 // maxPooledFrameBuffer keeps the buffers of exceptionally large batches out
 // of the pool, so that one big message does not pin its memory for good.
 const maxPooledFrameBuffer = 64 << 10
@@ -28,21 +32,9 @@ var frameBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); retur
 // the next Send starts another. Everything queued by the time a write
 // starts goes out in that one write.
 func (t *wsTransport) writeLoop() {
-	// Upstream's queue survived a panicking write (an encoder, a reader
-	// given as packet data); a panic here ends the connection, not the
-	// process, like a failed write.
-	var batches []sendBatch // in flight
-	defer func() {
-		if r := recover(); r != nil {
-			release(batches)
-			t.stop()
-			t.fail(fmt.Errorf("engineio: websocket write panicked: %v", r))
-			_ = t.conn.Close()
-		}
-	}()
 	for {
 		t.mu.Lock()
-		batches = t.pending
+		batches := t.pending
 		t.pending = nil
 		if len(batches) == 0 || t.closed {
 			t.writing = false
@@ -55,7 +47,6 @@ func (t *wsTransport) writeLoop() {
 		err := t.writeBatches(batches)
 		if err != nil {
 			release(batches)
-			batches = nil
 			// As upstream routes it (an "error" closes the session), and
 			// the connection closed whatever listens, so nothing waits on
 			// a connection that cannot be written.
@@ -75,7 +66,6 @@ func (t *wsTransport) writeLoop() {
 		// A waiting Send (the probe answer) returns after its drain, as
 		// upstream's Send followed by a wait for "drain" would.
 		release(batches)
-		batches = nil
 	}
 }
 
@@ -101,8 +91,8 @@ func (t *wsTransport) writeBatches(batches []sendBatch) error {
 	}()
 
 	deflate := t.PerMessageDeflate()
-	t.wlock <- struct{}{}
-	defer func() { <-t.wlock }()
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
 	for _, b := range batches {
 		for _, p := range b.packets {
 			data, isBinary, err := t.encode(p, deflate != nil)
@@ -131,7 +121,16 @@ func (t *wsTransport) writeBatches(batches []sendBatch) error {
 // broadcast's frame, encoded once for all its recipients, is used as is
 // (read only: other connections read it at the same time), except under
 // compression, where upstream encodes per connection as well.
-func (t *wsTransport) encode(p *packet.Packet, deflate bool) ([]byte, bool, error) {
+func (t *wsTransport) encode(p *packet.Packet, deflate bool) (data []byte, isBinary bool, err error) {
+	// Upstream's queue survived a panicking encoder (a packet's data is any
+	// io.Reader); here the panic fails the write, which closes the
+	// connection, not the process. In this function, not in writeLoop, to
+	// keep the writer goroutine's stack small.
+	defer func() {
+		if r := recover(); r != nil {
+			data, isBinary, err = nil, false, fmt.Errorf("engineio: encoding a %v packet panicked: %v", p.Type, r)
+		}
+	}()
 	if p == nil {
 		return nil, false, errors.New("engineio: nil packet")
 	}
@@ -139,12 +138,12 @@ func (t *wsTransport) encode(p *packet.Packet, deflate bool) ([]byte, bool, erro
 		_, text := p.Options.WsPreEncodedFrame.(*types.StringBuffer)
 		return p.Options.WsPreEncodedFrame.Bytes(), !text, nil
 	}
-	data, err := t.Parser().EncodePacket(p, t.SupportsBinary())
+	encoded, err := t.Parser().EncodePacket(p, t.SupportsBinary())
 	if err != nil {
 		return nil, false, fmt.Errorf("engineio: encode %s packet: %w", p.Type, err)
 	}
-	_, text := data.(*types.StringBuffer)
-	return data.Bytes(), !text, nil
+	_, text := encoded.(*types.StringBuffer)
+	return encoded.Bytes(), !text, nil
 }
 
 // wantsCompression applies upstream's rule: compress unless the packet
@@ -156,7 +155,7 @@ func wantsCompression(p *packet.Packet, size int, deflate *types.PerMessageDefla
 	return size >= deflate.Threshold
 }
 
-// flush writes buf to the connection. Called holding wlock.
+// flush writes buf to the connection. Called holding wmu.
 func (t *wsTransport) flush(buf []byte) error {
 	if len(buf) == 0 {
 		return nil
@@ -166,7 +165,7 @@ func (t *wsTransport) flush(buf []byte) error {
 }
 
 // writeCompressed writes one message through gorilla's compressing writer.
-// Called holding wlock.
+// Called holding wmu.
 func (t *wsTransport) writeCompressed(isBinary bool, data []byte) error {
 	mt := ws.TextMessage
 	if isBinary {
@@ -213,14 +212,15 @@ func (t *wsTransport) writeControl(opcode int, payload []byte) bool {
 		payload = payload[:125]
 	}
 	frame := appendControlFrame(make([]byte, 0, 2+len(payload)), byte(opcode), payload)
-	wait := time.NewTimer(controlWriteWait)
-	defer wait.Stop()
-	select {
-	case t.wlock <- struct{}{}:
-	case <-wait.C:
-		return false
+	// Polled rather than queued on: control frames are rare, and the
+	// writer's path stays a plain mutex.
+	for deadline := time.Now().Add(controlWriteWait); !t.wmu.TryLock(); {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(controlLockPoll)
 	}
-	defer func() { <-t.wlock }()
+	defer t.wmu.Unlock()
 	_ = t.raw.SetWriteDeadline(time.Now().Add(controlWriteWait))
 	_, _ = t.raw.Write(frame)
 	_ = t.raw.SetWriteDeadline(time.Time{})
