@@ -71,24 +71,14 @@ func (l *lagState) setEntries(m *metrics, key string, n int64) {
 // lagLoop measures the lag of every stream every lagProbeInterval until the
 // transport closes.
 func (t *Transport) lagLoop(readers []*reader) {
-	if !t.waitConnected(t.ctx) {
-		return
-	}
-	tick := time.NewTicker(lagProbeInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-t.ctx.Done():
-			return
-		case <-tick.C:
-		}
+	t.every(lagProbeInterval, func() {
 		for _, r := range readers {
 			if t.ctx.Err() != nil {
 				return
 			}
 			r.probeLag(t.ctx)
 		}
-	}
+	})
 }
 
 // probeLag measures how far the reader is behind the stream: XINFO STREAM

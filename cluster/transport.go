@@ -206,17 +206,7 @@ const pingInterval = time.Second
 // pingLoop PINGs Redis every pingInterval, so that Ready follows the state
 // of Redis even when no traffic flows, and a paused server is noticed.
 func (t *Transport) pingLoop() {
-	if !t.waitConnected(t.ctx) {
-		return
-	}
-	tick := time.NewTicker(pingInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-t.ctx.Done():
-			return
-		case <-tick.C:
-		}
+	t.every(pingInterval, func() {
 		ctx, cancel := context.WithTimeout(t.ctx, t.opts.RequestTimeout)
 		err := t.client.Do(ctx, t.client.B().Ping().Build()).Error()
 		cancel()
@@ -228,6 +218,24 @@ func (t *Transport) pingLoop() {
 		} else {
 			t.health.fail(err)
 		}
+	})
+}
+
+// every runs f every interval, from the first connection to Redis until
+// the transport closes.
+func (t *Transport) every(interval time.Duration, f func()) {
+	if !t.waitConnected(t.ctx) {
+		return
+	}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		f()
 	}
 }
 
