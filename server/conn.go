@@ -112,9 +112,13 @@ func (cs *connState) openAll() {
 	cs.mu.Unlock()
 }
 
-// trackConnections follows every Engine.IO connection. Its listener runs
-// after socket.io's own, so that the client is set up first.
+// trackConnections follows every Engine.IO connection, for the connect
+// gate (connState) and the Engine.IO metrics, with one listener per event:
+// the engine socket's emitter is a good part of each packet's cost, and
+// every listener is another call on every packet. Its listener runs after
+// socket.io's own, so that the client is set up first.
 func (s *Server) trackConnections() {
+	m := s.metrics
 	_ = s.io.Engine().On("connection", func(args ...any) {
 		if len(args) == 0 {
 			return
@@ -123,6 +127,7 @@ func (s *Server) trackConnections() {
 		if !ok {
 			return
 		}
+		m.engineConns.Inc()
 		cs := &connState{
 			leaving: map[string]bool{},
 			sockets: map[*socket.Socket]struct{}{},
@@ -133,13 +138,41 @@ func (s *Server) trackConnections() {
 			},
 		}
 		s.conns.Store(conn, cs)
-		_ = conn.On("packet", func(a ...any) { cs.observe(a) })
-		_ = conn.On("packetCreate", func(a ...any) { cs.observeOut(a) })
-		_ = conn.Once("close", func(...any) { s.dropConn(conn, cs) })
+		// The metrics first: observe may hold a packet (the gate).
+		_ = conn.On("packet", func(a ...any) {
+			p := packetArg(a)
+			m.packetReceived(p)
+			cs.observe(p)
+		})
+		_ = conn.On("packetCreate", func(a ...any) {
+			p := packetArg(a)
+			m.packetQueued(p)
+			cs.observeOut(p)
+		})
+		// A connection closed before this listener ran gets no "close"
+		// event: the state is checked too, and the close handled once.
+		var once sync.Once
+		closed := func(...any) {
+			once.Do(func() {
+				m.engineConns.Dec()
+				s.dropConn(conn, cs)
+			})
+		}
+		_ = conn.Once("close", closed)
 		if conn.ReadyState() == "closed" {
-			s.dropConn(conn, cs)
+			closed()
 		}
 	})
+}
+
+// packetArg is the *packet.Packet an engine socket's "packet" and
+// "packetCreate" events carry, or nil.
+func packetArg(args []any) *packet.Packet {
+	if len(args) == 0 {
+		return nil
+	}
+	p, _ := args[0].(*packet.Packet)
+	return p
 }
 
 func (s *Server) connState(conn engine.Socket) *connState {
@@ -172,12 +205,8 @@ func (s *Server) dropConn(conn engine.Socket, cs *connState) {
 // of a namespace whose registration is under way (see connectGate). It runs
 // on the transport's goroutine, in arrival order, before zishang520 decodes
 // the packet: it must not consume the buffer.
-func (cs *connState) observe(args []any) {
-	if len(args) == 0 {
-		return
-	}
-	p, ok := args[0].(*packet.Packet)
-	if !ok || p.Type != packet.MESSAGE {
+func (cs *connState) observe(p *packet.Packet) {
+	if p == nil || p.Type != packet.MESSAGE {
 		return
 	}
 	typ, nsp, ok := socketIOHeader(p.Data)
@@ -228,12 +257,8 @@ func (s *Server) disconnectReason(raw *socket.Socket, reason string) string {
 }
 
 // observeOut notes the CONNECT replies the server writes: see connectGate.
-func (cs *connState) observeOut(args []any) {
-	if len(args) == 0 {
-		return
-	}
-	p, ok := args[0].(*packet.Packet)
-	if !ok || p.Type != packet.MESSAGE {
+func (cs *connState) observeOut(p *packet.Packet) {
+	if p == nil || p.Type != packet.MESSAGE {
 		return
 	}
 	if typ, nsp, ok := socketIOHeader(p.Data); ok && typ == '0' && (cs.gated == nil || cs.gated(nsp)) {

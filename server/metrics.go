@@ -8,7 +8,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sockstream/sockstream/internal/engineio"
 	"github.com/zishang520/socket.io/parsers/engine/v3/packet"
-	"github.com/zishang520/socket.io/servers/engine/v3"
 	"github.com/zishang520/socket.io/servers/socket/v3"
 	"github.com/zishang520/socket.io/v3/pkg/types"
 )
@@ -148,54 +147,27 @@ func metricsHandler(g prometheus.Gatherer) http.Handler {
 	return promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
 
-// instrumentEngine counts the Engine.IO connections, packets and payload
-// bytes, from the events zishang520's engine socket emits synchronously:
-// "packet" for each packet received, before anything reads its payload,
-// and "packetCreate" for each packet queued, whose payload is the socket's
-// own copy (broadcasts clone it per client).
-func (s *Server) instrumentEngine() {
-	m := s.metrics
-	_ = s.io.Engine().On("connection", func(args ...any) {
-		if len(args) == 0 {
-			return
-		}
-		conn, ok := args[0].(engine.Socket)
-		if !ok {
-			return
-		}
-		m.engineConns.Inc()
-		// A connection closed before this listener ran gets no "close"
-		// event: the state is checked too, and the gauge lowered once.
-		var closed sync.Once
-		gone := func(...any) { closed.Do(m.engineConns.Dec) }
-		_ = conn.Once("close", gone)
-		if conn.ReadyState() == "closed" {
-			gone()
-		}
-		_ = conn.On("packet", func(a ...any) {
-			if len(a) > 0 {
-				if p, ok := a[0].(*packet.Packet); ok && engineio.IsReplayedPong(p) {
-					return // not from the client (see engineio.WebSocket)
-				}
-			}
-			m.packetsIn.Inc()
-			m.bytesIn.Add(payloadSize(a))
-		})
-		_ = conn.On("packetCreate", func(a ...any) {
-			m.packetsOut.Inc()
-			m.bytesOut.Add(payloadSize(a))
-		})
-	})
+// packetReceived counts a packet an engine socket received ("packet",
+// emitted before anything reads its payload), except the PONG copies of the
+// heartbeat correction, which no client sent (see engineio.WebSocket).
+func (m *serverMetrics) packetReceived(p *packet.Packet) {
+	if engineio.IsReplayedPong(p) {
+		return
+	}
+	m.packetsIn.Inc()
+	m.bytesIn.Add(payloadSize(p))
 }
 
-// payloadSize is the size of the payload of the *packet.Packet in args; 0
-// for packets without one.
-func payloadSize(args []any) float64 {
-	if len(args) == 0 {
-		return 0
-	}
-	p, ok := args[0].(*packet.Packet)
-	if !ok || p == nil || p.Data == nil {
+// packetQueued counts a packet queued for a client ("packetCreate", whose
+// payload is the socket's own copy: broadcasts clone it per client).
+func (m *serverMetrics) packetQueued(p *packet.Packet) {
+	m.packetsOut.Inc()
+	m.bytesOut.Add(payloadSize(p))
+}
+
+// payloadSize is the size of p's payload; 0 for packets without one.
+func payloadSize(p *packet.Packet) float64 {
+	if p == nil || p.Data == nil {
 		return 0
 	}
 	// Both embed a *types.Buffer, whose Len panics when it is nil.

@@ -142,7 +142,6 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	s.mux.HandleFunc("/healthz", s.healthz)
 	s.mux.HandleFunc("/readyz", s.readyz)
 	s.mux.Handle("/metrics", metricsHandler(s.registry))
-	s.instrumentEngine()
 	s.instrument(s.io.Sockets())
 	s.trackConnections()
 	s.handler = s.guard(s.mux)
