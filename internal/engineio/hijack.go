@@ -4,8 +4,9 @@ import (
 	"bufio"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
+
+	"github.com/gorilla/websocket"
 )
 
 // ReleaseAfterHijack wraps the engine's handler so that a WebSocket
@@ -21,21 +22,12 @@ import (
 // fail with http.ErrHijacked, as they would have.
 func ReleaseAfterHijack(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := w.(http.Hijacker); !ok || !isWebSocketUpgrade(r) {
+		if _, ok := w.(http.Hijacker); !ok || !websocket.IsWebSocketUpgrade(r) {
 			h.ServeHTTP(w, r)
 			return
 		}
 		h.ServeHTTP(&releasingWriter{w: w}, r)
 	})
-}
-
-func isWebSocketUpgrade(r *http.Request) bool {
-	for _, v := range r.Header.Values("Upgrade") {
-		if strings.EqualFold(strings.TrimSpace(v), "websocket") {
-			return true
-		}
-	}
-	return false
 }
 
 // releasingWriter is an http.ResponseWriter and http.Hijacker that drops

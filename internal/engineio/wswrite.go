@@ -100,7 +100,7 @@ func (t *wsTransport) writeBatches(batches []sendBatch) error {
 				return err
 			}
 			if deflate == nil || !wantsCompression(p, len(data), deflate) {
-				buf = appendFrame(buf, isBinary, data)
+				buf = appendFrame(buf, dataOpcode(isBinary), data)
 				continue
 			}
 			// Compressed frames come from gorilla; what is buffered goes
@@ -211,7 +211,7 @@ func (t *wsTransport) writeControl(opcode int, payload []byte) bool {
 	if len(payload) > 125 {
 		payload = payload[:125]
 	}
-	frame := appendControlFrame(make([]byte, 0, 2+len(payload)), byte(opcode), payload)
+	frame := appendFrame(make([]byte, 0, 2+len(payload)), byte(opcode), payload)
 	// Polled rather than queued on: control frames are rare, and the
 	// writer's path stays a plain mutex.
 	for deadline := time.Now().Add(controlWriteWait); !t.wmu.TryLock(); {
@@ -234,31 +234,26 @@ const (
 	finBit   = 0x80
 )
 
-// appendFrame appends one unmasked, unfragmented data frame, the form a
-// server sends (RFC 6455, section 5.2).
-func appendFrame(b []byte, isBinary bool, payload []byte) []byte {
-	op := byte(opText)
+// dataOpcode is the opcode of a data frame.
+func dataOpcode(isBinary bool) byte {
 	if isBinary {
-		op = opBinary
+		return opBinary
 	}
-	b = appendHeader(b, op, len(payload))
-	return append(b, payload...)
+	return opText
 }
 
-// appendControlFrame appends a control frame; payload is at most 125 bytes.
-func appendControlFrame(b []byte, opcode byte, payload []byte) []byte {
-	b = appendHeader(b, opcode, len(payload))
-	return append(b, payload...)
-}
-
-func appendHeader(b []byte, opcode byte, n int) []byte {
+// appendFrame appends one unmasked, unfragmented frame, the form a server
+// sends (RFC 6455, section 5.2); a control frame's payload is at most 125
+// bytes.
+func appendFrame(b []byte, opcode byte, payload []byte) []byte {
 	b = append(b, finBit|opcode)
-	switch {
+	switch n := len(payload); {
 	case n < 126:
-		return append(b, byte(n))
+		b = append(b, byte(n))
 	case n <= 0xFFFF:
-		return binary.BigEndian.AppendUint16(append(b, 126), uint16(n))
+		b = binary.BigEndian.AppendUint16(append(b, 126), uint16(n))
 	default:
-		return binary.BigEndian.AppendUint64(append(b, 127), uint64(n))
+		b = binary.BigEndian.AppendUint64(append(b, 127), uint64(n))
 	}
+	return append(b, payload...)
 }
