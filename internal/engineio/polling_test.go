@@ -81,6 +81,21 @@ func openPollingSession(t *testing.T) (*echoEngine, context.Context, *eiotest.Po
 	return e, ctx, p
 }
 
+// openWebSocketSession opens a WebSocket session on e and reads its open
+// packet; the connection closes when the test ends.
+func openWebSocketSession(t *testing.T, ctx context.Context, e *echoEngine) *eiotest.WS {
+	t.Helper()
+	ws, err := eiotest.DialWS(ctx, e.url, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ws.Close() })
+	if _, err := ws.ReadText(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return ws
+}
+
 // session is the engine's socket of sid.
 func (e *echoEngine) session(t *testing.T, sid string) engine.Socket {
 	t.Helper()
@@ -291,14 +306,7 @@ func TestMaxPayloadOverWebSocket(t *testing.T) {
 	const limit = 100
 	e := newEchoEngine(t, limit)
 	ctx := testContext(t)
-	ws, err := eiotest.DialWS(ctx, e.url, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
-	if _, err := ws.ReadText(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ws := openWebSocketSession(t, ctx, e)
 	if err := ws.Send("4" + strings.Repeat("x", limit)); err != nil {
 		t.Fatal(err)
 	}
@@ -311,14 +319,7 @@ func TestMaxPayloadOverWebSocket(t *testing.T) {
 func TestInvalidPacketOverWebSocketClosesSession(t *testing.T) {
 	e := newEchoEngine(t, 1e6)
 	ctx := testContext(t)
-	ws, err := eiotest.DialWS(ctx, e.url, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
-	if _, err := ws.ReadText(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ws := openWebSocketSession(t, ctx, e)
 	if err := ws.Send("abc"); err != nil {
 		t.Fatal(err)
 	}
