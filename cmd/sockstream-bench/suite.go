@@ -172,10 +172,16 @@ func (c *cluster) stop() {
 }
 
 // cpu is the CPU time the nodes (not Redis) have used so far.
-func (c *cluster) cpu() (time.Duration, error) {
-	var sum time.Duration
-	for _, n := range c.nodes {
-		v, err := n.CPU()
+func (c *cluster) cpu() (time.Duration, error) { return sumNodes(c.nodes, (*proc).CPU) }
+
+// rss is the resident memory of the nodes (not Redis).
+func (c *cluster) rss() (int64, error) { return sumNodes(c.nodes, (*proc).RSS) }
+
+// sumNodes adds up one reading of every node.
+func sumNodes[T ~int64](nodes []*proc, read func(*proc) (T, error)) (T, error) {
+	var sum T
+	for _, n := range nodes {
+		v, err := read(n)
 		if err != nil {
 			return 0, err
 		}
@@ -205,18 +211,6 @@ func (c *cluster) runMeasured(ctx context.Context, f *fleet, pc PhaseConfig) (Re
 	res.ServerCPUSeconds = (after - before).Seconds()
 	res.ServerWallSeconds = time.Since(start).Seconds()
 	return res, nil
-}
-
-func (c *cluster) rss() (int64, error) {
-	var sum int64
-	for _, n := range c.nodes {
-		v, err := n.RSS()
-		if err != nil {
-			return 0, err
-		}
-		sum += v
-	}
-	return sum, nil
 }
 
 func startCluster(ctx context.Context, cfg *suiteConfig, side string, recovery bool) (*cluster, error) {
