@@ -54,36 +54,10 @@ const readline = require("readline");
 const { Server } = require("socket.io");
 const { createAdapter } = require("@socket.io/redis-streams-adapter");
 const { createClient } = require("redis");
+const { encodeVal, decodeVal } = require("../siotest/binjson");
 
 function out(obj) {
   process.stdout.write(JSON.stringify(obj) + "\n");
-}
-
-function encodeVal(v) {
-  if (Buffer.isBuffer(v)) return { $bin: v.toString("base64") };
-  if (v instanceof ArrayBuffer) return { $bin: Buffer.from(v).toString("base64") };
-  if (ArrayBuffer.isView(v)) return { $bin: Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString("base64") };
-  if (v instanceof Date) return v.toISOString();
-  if (Array.isArray(v)) return v.map(encodeVal);
-  if (typeof v === "function") return { $fn: true };
-  if (v && typeof v === "object") {
-    const o = {};
-    for (const [k, x] of Object.entries(v)) if (x !== undefined) o[k] = encodeVal(x);
-    return o;
-  }
-  return v === undefined ? null : v;
-}
-
-function decodeVal(v) {
-  if (Array.isArray(v)) return v.map(decodeVal);
-  if (v && typeof v === "object") {
-    if (typeof v.$bin === "string" && Object.keys(v).length === 1) return Buffer.from(v.$bin, "base64");
-    if (typeof v.$date === "string" && Object.keys(v).length === 1) return new Date(v.$date);
-    const o = {};
-    for (const [k, x] of Object.entries(v)) o[k] = decodeVal(x);
-    return o;
-  }
-  return v;
 }
 
 const config = JSON.parse(process.argv[2] || process.env.NODE_PEER_CONFIG || "{}");
