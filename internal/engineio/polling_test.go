@@ -106,28 +106,17 @@ func (e *echoEngine) session(t *testing.T, sid string) engine.Socket {
 	return sock
 }
 
-// waitPollPending waits until the server holds a poll of sid open: the
-// transport is writable exactly while a GET waits for data.
-func (e *echoEngine) waitPollPending(t *testing.T, sid string) {
-	t.Helper()
-	sock := e.session(t, sid)
-	deadline := time.Now().Add(waitLimit)
-	for !sock.Transport().Writable() {
-		if time.Now().After(deadline) {
-			t.Fatal("the poll never became pending on the server")
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 func testContext(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	t.Cleanup(cancel)
 	return ctx
 }
 
-// asyncGet polls in the background; the result arrives on the channel.
-func asyncGet(ctx context.Context, p *eiotest.Poller) <-chan eiotest.Response {
+// pendingPoll sends a poll of p's session in the background and waits
+// until the server holds it open (its transport is writable exactly while a
+// GET waits for data); the poll's answer arrives on the channel.
+func (e *echoEngine) pendingPoll(t *testing.T, ctx context.Context, p *eiotest.Poller) <-chan eiotest.Response {
+	t.Helper()
 	ch := make(chan eiotest.Response, 1)
 	go func() {
 		r, err := p.Get(ctx)
@@ -136,6 +125,14 @@ func asyncGet(ctx context.Context, p *eiotest.Poller) <-chan eiotest.Response {
 		}
 		ch <- r
 	}()
+	sock := e.session(t, p.SID)
+	deadline := time.Now().Add(waitLimit)
+	for !sock.Transport().Writable() {
+		if time.Now().After(deadline) {
+			t.Fatal("the poll never became pending on the server")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	return ch
 }
 
@@ -208,8 +205,7 @@ func TestValidPayloadsStillEcho(t *testing.T) {
 // by the server before the client upgrades.
 func TestPollPendingAtUpgradeIsRejected(t *testing.T) {
 	e, ctx, p := openPollingSession(t)
-	pending := asyncGet(ctx, p)
-	e.waitPollPending(t, p.SID)
+	pending := e.pendingPoll(t, ctx, p)
 
 	ws, err := eiotest.DialWS(ctx, e.url, p.SID)
 	if err != nil {
@@ -243,8 +239,7 @@ func TestPollPendingAtUpgradeIsRejected(t *testing.T) {
 func TestPollPendingAtServerCloseGetsClosePacket(t *testing.T) {
 	for _, discard := range []bool{false, true} {
 		e, ctx, p := openPollingSession(t)
-		pending := asyncGet(ctx, p)
-		e.waitPollPending(t, p.SID)
+		pending := e.pendingPoll(t, ctx, p)
 		e.session(t, p.SID).Close(discard)
 		if r := <-pending; r.Status != http.StatusOK || r.Body != "1" {
 			t.Errorf("Close(%v): pending poll answered %d %q, want 200 \"1\"", discard, r.Status, r.Body)
@@ -256,8 +251,7 @@ func TestPollPendingAtServerCloseGetsClosePacket(t *testing.T) {
 // "forcefully closes the session", without its race between the requests).
 func TestClientCloseAnswersPendingPollWithNoop(t *testing.T) {
 	e, ctx, p := openPollingSession(t)
-	pending := asyncGet(ctx, p)
-	e.waitPollPending(t, p.SID)
+	pending := e.pendingPoll(t, ctx, p)
 	if r, err := p.Post(ctx, "1"); err != nil || r.Status != http.StatusOK {
 		t.Fatalf("POST close = %+v, %v", r, err)
 	}

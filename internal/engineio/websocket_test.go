@@ -108,8 +108,7 @@ func TestProbeAnswerOnClosedTransportReturns(t *testing.T) {
 // pending poll is answered 400, and the first WebSocket frame is "3probe".
 func TestProbeAnswerPrecedesTheUpgrade(t *testing.T) {
 	e, ctx, p := openPollingSession(t)
-	pending := asyncGet(ctx, p)
-	e.waitPollPending(t, p.SID)
+	pending := e.pendingPoll(t, ctx, p)
 	ws, err := eiotest.DialWS(ctx, e.url, p.SID)
 	if err != nil {
 		t.Fatal(err)
