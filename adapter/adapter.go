@@ -3,21 +3,22 @@ package adapter
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/zishang520/socket.io/parsers/socket/v3/parser"
-	"github.com/zishang520/socket.io/servers/socket/v3"
 )
 
 // maxBatch bounds how many queued publications go to a BatchPublisher at once.
 const maxBatch = 256
 
 // NamespaceAdapter is the cluster adapter of one namespace on one node. It
-// embeds zishang520's in-memory adapter for the local room bookkeeping and
-// overrides every operation that must reach the other nodes.
+// keeps the namespace's local room index (as Node's in-memory adapter does),
+// reaches the local sockets through the Namespace the Socket.IO layer gave
+// Builder.New, and turns every operation that must reach the other nodes
+// into a Message.
 //
 // Operations that publish (Broadcast, BroadcastWithAck, AddSockets,
 // DelSockets, DisconnectSockets, ServerSideEmit, the FETCH_SOCKETS request)
@@ -26,19 +27,25 @@ const maxBatch = 256
 // namespace reach every node, this one included, in the same order. As in
 // Node, the local effect therefore happens shortly after the call returns,
 // not during it.
+//
+// It runs from Builder.New to Close: New subscribes (in the background,
+// retrying until the transport accepts), announces the node and starts the
+// heartbeats; Close undoes all of it.
 type NamespaceAdapter struct {
-	socket.Adapter // zishang520's in-memory adapter: local rooms and sockets
-
 	b         *Builder
 	transport Transport
 	batcher   BatchPublisher // nil unless the transport implements it
 	opts      Config
 	log       *slog.Logger
 	m         *metrics
-	nsp       socket.Namespace
+	nsp       Namespace
 	name      string
 	uid       string
-	csr       bool // connection state recovery enabled on the server
+	// csr: connection state recovery is on (Config.Sessions is set): the
+	// offsets are appended to the packets that qualify (see addOffset).
+	csr bool
+
+	index *roomIndex // the local rooms
 
 	ctx    context.Context // cancelled at the end of Close
 	cancel context.CancelFunc
@@ -47,15 +54,13 @@ type NamespaceAdapter struct {
 	pubCtx    context.Context
 	pubCancel context.CancelFunc
 
-	out      *fifo[*outItem]
-	outMu    sync.RWMutex // guards closing against pushes to out
-	closing  bool
-	outStop  chan struct{}
-	outDone  chan struct{}
-	outGoid  atomic.Uint64
-	inbound  *fifo[*Message]
-	sse      *fifo[*Message]
-	ownGoids sync.Map // goroutine ids of the long-lived workers
+	out     *fifo[*outItem]
+	outMu   sync.RWMutex // guards closing against pushes to out
+	closing bool
+	outStop chan struct{}
+	outDone chan struct{}
+	inbound *fifo[*Message]
+	sse     *fifo[*Message]
 
 	mu          sync.Mutex
 	alive       map[string]time.Time // peer uid -> last message
@@ -66,8 +71,6 @@ type NamespaceAdapter struct {
 	unsubscribe func()
 	subscribed  chan struct{}
 
-	initOnce  sync.Once
-	started   atomic.Bool
 	closeOnce sync.Once
 	closed    chan struct{} // closed when Close has finished
 
@@ -87,9 +90,9 @@ type outItem struct {
 	local func(offset string)
 }
 
-var _ socket.Adapter = (*NamespaceAdapter)(nil)
+var _ Adapter = (*NamespaceAdapter)(nil)
 
-func newNamespaceAdapter(b *Builder, nsp socket.Namespace) *NamespaceAdapter {
+func newNamespaceAdapter(b *Builder, nsp Namespace) *NamespaceAdapter {
 	ctx, cancel := context.WithCancel(context.Background())
 	pubCtx, pubCancel := context.WithCancel(context.Background())
 	a := &NamespaceAdapter{
@@ -100,6 +103,8 @@ func newNamespaceAdapter(b *Builder, nsp socket.Namespace) *NamespaceAdapter {
 		nsp:         nsp,
 		name:        nsp.Name(),
 		uid:         randomID(),
+		csr:         b.opts.Sessions != nil,
+		index:       newRoomIndex(),
 		ctx:         ctx,
 		cancel:      cancel,
 		pubCtx:      pubCtx,
@@ -118,17 +123,6 @@ func newNamespaceAdapter(b *Builder, nsp socket.Namespace) *NamespaceAdapter {
 	}
 	a.batcher, _ = b.transport.(BatchPublisher)
 	a.log = b.log.With("nsp", a.name, "uid", a.uid)
-	if srv := nsp.Server(); srv != nil && srv.Opts() != nil {
-		a.csr = srv.Opts().ConnectionStateRecovery() != nil
-	}
-	if a.csr && a.opts.Sessions == nil {
-		a.log.Warn("connection state recovery is enabled but Config.Sessions is nil: offsets are sent, sessions are never restored")
-	}
-	base := socket.MakeAdapter()
-	// Whatever calls Proto() on the base must reach the overrides below.
-	base.Prototype(a)
-	base.Construct(nsp)
-	a.Adapter = base
 	return a
 }
 
@@ -138,19 +132,16 @@ func (a *NamespaceAdapter) UID() string { return a.uid }
 // Name is the namespace's name.
 func (a *NamespaceAdapter) Name() string { return a.name }
 
-// Init subscribes to the namespace's messages, announces the node with
-// INITIAL_HEARTBEAT and starts the heartbeat loop. socket.io calls it once,
-// right after Builder.New.
-func (a *NamespaceAdapter) Init() {
-	a.initOnce.Do(func() {
-		a.started.Store(true)
-		a.startWorker(a.outLoop)
-		a.startWorker(a.inboundLoop)
-		a.startWorker(a.sseLoop)
-		a.startWorker(a.subscribeLoop)
-		a.startWorker(a.livenessLoop)
-		a.m.peersAlive.WithLabelValues(a.name).Set(0)
-	})
+// start subscribes to the namespace's messages (in the background),
+// announces the node with INITIAL_HEARTBEAT once subscribed and starts the
+// heartbeat loop and the workers. Builder.New calls it.
+func (a *NamespaceAdapter) start() {
+	a.m.peersAlive.WithLabelValues(a.name).Set(0)
+	a.startWorker(a.outLoop)
+	a.startWorker(a.inboundLoop)
+	a.startWorker(a.sseLoop)
+	a.startWorker(a.subscribeLoop)
+	a.startWorker(a.livenessLoop)
 }
 
 // startWorker runs f on a goroutine owned by the adapter.
@@ -158,9 +149,6 @@ func (a *NamespaceAdapter) startWorker(f func()) {
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		id := goid()
-		a.ownGoids.Store(id, struct{}{})
-		defer a.ownGoids.Delete(id)
 		f()
 	}()
 }
@@ -179,22 +167,6 @@ func (a *NamespaceAdapter) spawn(f func()) bool {
 		f()
 	}()
 	return true
-}
-
-// spawnUser is spawn for a function that runs user code (an ack callback),
-// which may call Close: its goroutine counts as the adapter's own.
-func (a *NamespaceAdapter) spawnUser(f func()) bool {
-	return a.spawn(func() {
-		id := goid()
-		a.ownGoids.Store(id, struct{}{})
-		defer a.ownGoids.Delete(id)
-		f()
-	})
-}
-
-func (a *NamespaceAdapter) onOwnGoroutine() bool {
-	_, ok := a.ownGoids.Load(goid())
-	return ok
 }
 
 // subscribeLoop subscribes through the transport, retrying until it works or
@@ -228,26 +200,34 @@ func (a *NamespaceAdapter) message(t MessageType, data any) *Message {
 	return &Message{UID: a.uid, Nsp: a.name, Type: t, Data: data}
 }
 
-// push queues an operation for the outbound worker. After Close it runs the
-// local part at once and publishes nothing.
-func (a *NamespaceAdapter) push(it *outItem) {
+// push queues an operation for the outbound worker and reports true. After
+// Close it runs the local part at once, publishes nothing and reports false.
+func (a *NamespaceAdapter) push(it *outItem) bool {
 	a.outMu.RLock()
 	if !a.closing {
 		a.out.push(it)
 		a.outMu.RUnlock()
-		return
+		return true
 	}
 	a.outMu.RUnlock()
-	if it.local != nil {
-		it.local("")
+	a.runLocal(it, "")
+	return false
+}
+
+// pushOp is push for an operation of the Adapter interface: ErrClosed when
+// the adapter is closed (the local part was applied, nothing published),
+// unless the operation was local only anyway.
+func (a *NamespaceAdapter) pushOp(it *outItem, local bool) error {
+	if !a.push(it) && !local {
+		return ErrClosed
 	}
+	return nil
 }
 
 // outLoop is the outbound worker: it publishes queued messages in order and
 // applies each operation locally once its message is published.
 func (a *NamespaceAdapter) outLoop() {
 	defer close(a.outDone)
-	a.outGoid.Store(goid())
 	for {
 		batch := 1
 		if a.batcher != nil {
@@ -347,231 +327,314 @@ func (a *NamespaceAdapter) recoverPanic(where string) {
 	}
 }
 
-// ---- socket.Adapter overrides ----
+// ---- the room index (this node, at once) ----
+
+// AddAll adds the local socket id to rooms.
+func (a *NamespaceAdapter) AddAll(id string, rooms []string) { a.index.addAll(id, rooms) }
+
+// Del removes the local socket id from room.
+func (a *NamespaceAdapter) Del(id, room string) { a.index.del(id, room) }
+
+// DelAll removes the local socket id from every room, and ends its
+// handover if it was being restored (session.go).
+func (a *NamespaceAdapter) DelAll(id string) {
+	a.endHandover(id)
+	a.index.delAll(id)
+}
+
+// SocketRooms returns the rooms of the local socket id (sorted), nil if
+// the socket is unknown.
+func (a *NamespaceAdapter) SocketRooms(id string) []string { return a.index.socketRooms(id) }
+
+// Rooms returns the names of the rooms with local sockets (sorted).
+func (a *NamespaceAdapter) Rooms() []string { return a.index.roomNames() }
+
+// ---- cluster operations ----
 
 // ServerCount returns the number of nodes serving the namespace, this one
 // included: the transport's count, less the peers declared dead that it may
-// still count (see the package documentation).
-func (a *NamespaceAdapter) ServerCount() int64 {
-	s := a.snapshot()
-	return int64(1 + s.expected)
+// still count (see the package documentation). 1 once closed.
+func (a *NamespaceAdapter) ServerCount() int {
+	if a.isClosing() {
+		return 1
+	}
+	return 1 + a.snapshot().expected
 }
 
-// Broadcast publishes the packet to the other nodes (unless the local flag is
-// set) and then delivers it to the matching local sockets, in call order.
-func (a *NamespaceAdapter) Broadcast(packet *parser.Packet, opts *socket.BroadcastOptions) {
-	wire := toWirePacket(packet)
+// Broadcast publishes the packet to the other nodes (unless opts.Flags.Local)
+// and then delivers it to the matching local sockets, in call order. A
+// volatile packet is not published while the transport is not Ready. It
+// returns nil once queued, ErrClosed after Close (the packet then reaches
+// the local sockets only).
+func (a *NamespaceAdapter) Broadcast(p *Packet, opts Options) error {
+	if p == nil {
+		return errors.New("adapter: Broadcast of a nil packet")
+	}
 	opts = cloneOptions(opts)
-	local := fromWirePacket(wire) // own data slice: the offset is appended to it
+	wire := wirePacket(p, true)
+	local := localPacket(wire, a.name) // own data slice: the offset is appended to it
 	it := &outItem{local: func(offset string) {
 		a.deliver(local, opts, offset, pathOut)
 	}}
-	if !isLocal(opts) {
-		if isVolatile(opts) && !a.transport.Ready() {
+	if !opts.Flags.Local && !a.isClosing() {
+		if opts.Flags.Volatile && !a.transport.Ready() {
 			a.m.volatileDropped.Inc()
 		} else {
-			it.msg = a.message(Broadcast, &BroadcastData{Packet: wire, Opts: toWireOptions(opts)})
+			it.msg = a.message(Broadcast, &BroadcastData{Packet: wire, Opts: opts})
 		}
 	}
-	a.push(it)
+	return a.pushOp(it, opts.Flags.Local)
 }
 
 // addOffset appends the stream offset to an event packet without ack id and
-// not volatile, when connection state recovery is on, as Node's
-// ClusterAdapter.addOffsetIfNecessary does (on the publishing node and on the
-// receiving ones). An empty offset (the message waits in the transport's
-// outage buffer, or the publication failed) is not appended.
-func (a *NamespaceAdapter) addOffset(p *parser.Packet, opts *socket.BroadcastOptions, offset string) {
-	if !a.csr || offset == "" || p.Type != parser.EVENT || p.Id != nil || isVolatile(opts) {
+// not volatile, when connection state recovery is on (Config.Sessions is
+// set), as Node's ClusterAdapter.addOffsetIfNecessary does (on the
+// publishing node and on the receiving ones). An empty offset (the message
+// waits in the transport's outage buffer, or the publication failed) is not
+// appended.
+func (a *NamespaceAdapter) addOffset(p *Packet, opts Options, offset string) {
+	if !a.csr || offset == "" || p.Type != packetEvent || p.ID != nil || opts.Flags.Volatile {
 		return
 	}
-	p.Data = append(packetData(p), offset)
+	p.Data = append(p.Data, offset)
 }
 
-// BroadcastWithAck publishes the packet with a request id, delivers it
-// locally, and forwards to clientCountCallback the client count of every
-// other node and to ack every acknowledgement they relay.
-func (a *NamespaceAdapter) BroadcastWithAck(packet *parser.Packet, opts *socket.BroadcastOptions, clientCountCallback func(uint64), ack socket.Ack) {
-	wire := toWirePacket(packet)
+// BroadcastWithAck publishes the packet with a request id (the ack id the
+// caller set is not published: every node uses ack ids of its own), then
+// writes it to the matching local sockets with Namespace.DeliverWithAck and
+// reports their number through clientCount. Every other node's client
+// count and acknowledgements come back through clientCount and ack.
+//
+// What ack receives, once per client that answers:
+//
+//   - for a client of this node, the arguments it acknowledged with, as
+//     the Namespace passes them (possibly an empty list);
+//   - for a client of another node, []any{packet}, packet being the one
+//     value that node relayed: the client's first argument (nil when it
+//     gave none), as a Node node relays it.
+//
+// So, as in Node, a client's response is args[0] (nil when args is empty).
+// clientCount is called once for this node, once for every other node
+// that answers, and with 0 for every node that is declared dead before
+// answering. Both are called on the adapter's goroutines (remote answers
+// on the transport's reader goroutine, local acknowledgements on whatever
+// goroutine the Namespace calls them), possibly concurrently: they must be
+// safe for concurrent use and must not block. Remote answers are taken
+// until the flags' timeout (else RequestTimeout) passes.
+func (a *NamespaceAdapter) BroadcastWithAck(p *Packet, opts Options, clientCount func(n int), ack func(args []any)) error {
+	if p == nil {
+		return errors.New("adapter: BroadcastWithAck of a nil packet")
+	}
+	if clientCount == nil {
+		clientCount = func(int) {}
+	}
+	if ack == nil {
+		ack = func([]any) {}
+	}
 	opts = cloneOptions(opts)
-	local := fromWirePacket(wire)
-	localAck := oneResponsePerClient(ack, opts.Flags.ExpectSingleResponse)
+	wire := wirePacket(p, false)
+	local := localPacket(wire, a.name)
+	if p.ID != nil {
+		id := *p.ID
+		local.ID = &id
+	}
 	it := &outItem{local: func(string) {
-		a.Adapter.BroadcastWithAck(local, opts, clientCountCallback, localAck)
+		n := a.nsp.DeliverWithAck(local, a.index.selectIDs(opts), opts.Flags, ack)
+		clientCount(n)
 	}}
-	if !isLocal(opts) && !a.isClosing() {
+	if !opts.Flags.Local && !a.isClosing() {
 		timeout := a.opts.RequestTimeout
-		if opts.Flags.Timeout != nil {
-			timeout = *opts.Flags.Timeout
+		if opts.Flags.TimeoutMs != nil {
+			timeout = time.Duration(*opts.Flags.TimeoutMs) * time.Millisecond
 		}
 		r := a.newRequest(kindBroadcastAck, a.snapshot())
 		if r.expected > 0 {
-			r.clientCount, r.ack = clientCountCallback, ack
-			r.singleResponse = opts.Flags.ExpectSingleResponse
+			r.clientCount, r.ack = clientCount, ack
 			a.register(r, timeout)
-			it.msg = a.message(Broadcast, &BroadcastData{Packet: wire, Opts: toWireOptions(opts), RequestID: r.id})
+			it.msg = a.message(Broadcast, &BroadcastData{Packet: wire, Opts: opts, RequestID: r.id})
 		} else {
 			a.m.requests.WithLabelValues(kindBroadcastAck, outcomeLocal).Inc()
 		}
 	}
-	a.push(it)
-}
-
-// oneResponsePerClient adapts the per-client ack that socket.BroadcastOperator
-// (zishang520 v3.0.6) gives BroadcastWithAck. The operator does
-// responses.Push(args...) and completes when len(responses) equals the
-// client count, so a client acknowledging with no argument is never counted
-// and one acknowledging with two is counted twice: either way the emit ends
-// in a timeout although every client answered. And with ExpectSingleResponse
-// (RemoteSocket.Emit with an ack) it hands the user
-// TryCast[[]any](responses[0]), nil unless that response is a list. So each
-// client contributes exactly one response: its first argument (nil if none),
-// as Node's ClusterAdapter does, or, for a single response, its whole
-// argument list.
-func oneResponsePerClient(ack socket.Ack, single bool) socket.Ack {
-	if ack == nil {
-		return nil
-	}
-	return func(args []any, err error) {
-		if single {
-			ack([]any{args}, err)
-			return
-		}
-		var first any
-		if len(args) > 0 {
-			first = args[0]
-		}
-		ack([]any{first}, err)
-	}
+	return a.pushOp(it, opts.Flags.Local)
 }
 
 // AddSockets makes the matching sockets of every node join rooms.
-func (a *NamespaceAdapter) AddSockets(opts *socket.BroadcastOptions, rooms []socket.Room) {
+func (a *NamespaceAdapter) AddSockets(opts Options, rooms []string) error {
 	opts = cloneOptions(opts)
-	rooms = append([]socket.Room(nil), rooms...)
-	it := &outItem{local: func(string) { a.Adapter.AddSockets(opts, rooms) }}
-	if !isLocal(opts) {
-		it.msg = a.message(SocketsJoin, &SocketsJoinLeaveData{Opts: toWireOptions(opts), Rooms: fromRooms(rooms)})
+	rooms = cloneRooms(rooms)
+	it := &outItem{local: func(string) {
+		for _, id := range a.index.selectIDs(opts) {
+			a.index.addAll(id, rooms)
+		}
+	}}
+	if !opts.Flags.Local && !a.isClosing() {
+		it.msg = a.message(SocketsJoin, &SocketsJoinLeaveData{Opts: opts, Rooms: rooms})
 	}
-	a.push(it)
+	return a.pushOp(it, opts.Flags.Local)
 }
 
 // DelSockets makes the matching sockets of every node leave rooms.
-func (a *NamespaceAdapter) DelSockets(opts *socket.BroadcastOptions, rooms []socket.Room) {
+func (a *NamespaceAdapter) DelSockets(opts Options, rooms []string) error {
 	opts = cloneOptions(opts)
-	rooms = append([]socket.Room(nil), rooms...)
-	it := &outItem{local: func(string) { a.Adapter.DelSockets(opts, rooms) }}
-	if !isLocal(opts) {
-		it.msg = a.message(SocketsLeave, &SocketsJoinLeaveData{Opts: toWireOptions(opts), Rooms: fromRooms(rooms)})
+	rooms = cloneRooms(rooms)
+	it := &outItem{local: func(string) { a.delSockets(opts, rooms) }}
+	if !opts.Flags.Local && !a.isClosing() {
+		it.msg = a.message(SocketsLeave, &SocketsJoinLeaveData{Opts: opts, Rooms: rooms})
 	}
-	a.push(it)
+	return a.pushOp(it, opts.Flags.Local)
 }
 
-// DisconnectSockets disconnects the matching sockets of every node; close
-// also closes their underlying connections.
-func (a *NamespaceAdapter) DisconnectSockets(opts *socket.BroadcastOptions, close bool) {
+func (a *NamespaceAdapter) delSockets(opts Options, rooms []string) {
+	for _, id := range a.index.selectIDs(opts) {
+		for _, r := range rooms {
+			a.index.del(id, r)
+		}
+	}
+}
+
+func cloneRooms(rooms []string) []string {
+	if rooms == nil {
+		return []string{}
+	}
+	return slices.Clone(rooms)
+}
+
+// DisconnectSockets disconnects the matching sockets of every node;
+// closeConn also closes their underlying connections.
+func (a *NamespaceAdapter) DisconnectSockets(opts Options, closeConn bool) error {
 	opts = cloneOptions(opts)
-	it := &outItem{local: func(string) { a.Adapter.DisconnectSockets(opts, close) }}
-	if !isLocal(opts) {
-		it.msg = a.message(DisconnectSockets, &DisconnectSocketsData{Opts: toWireOptions(opts), Close: close})
+	it := &outItem{local: func(string) { a.disconnect(opts, closeConn) }}
+	if !opts.Flags.Local && !a.isClosing() {
+		it.msg = a.message(DisconnectSockets, &DisconnectSocketsData{Opts: opts, Close: closeConn})
 	}
-	a.push(it)
+	return a.pushOp(it, opts.Flags.Local)
 }
 
-// FetchSockets returns the matching sockets of every node: the local ones
-// (*socket.Socket) first, then the others' (as details a
-// socket.RemoteSocket wraps). The returned function blocks until every
-// expected live node answered or the timeout (the operator's Timeout, else
-// RequestTimeout) passed, then calls its callback on the calling goroutine;
-// on a timeout the callback gets the sockets that did arrive and a
-// *TimeoutError.
-func (a *NamespaceAdapter) FetchSockets(opts *socket.BroadcastOptions) func(func([]socket.SocketDetails, error)) {
-	return func(callback func([]socket.SocketDetails, error)) {
-		opts := cloneOptions(opts)
-		if isLocal(opts) || a.isClosing() {
-			a.Adapter.FetchSockets(opts)(callback)
-			return
-		}
-		snap := a.snapshot()
-		if snap.expected <= 0 {
-			a.m.requests.WithLabelValues(kindFetchSockets, outcomeLocal).Inc()
-			a.fetchLocalInOrder(opts, callback)
-			return
-		}
-		timeout := a.opts.RequestTimeout
-		if opts.Flags.Timeout != nil && *opts.Flags.Timeout > 0 {
-			timeout = *opts.Flags.Timeout
-		}
-		r := a.newRequest(kindFetchSockets, snap)
-		r.done = make(chan struct{})
-		a.register(r, timeout)
-		msg := a.message(FetchSockets, &FetchSocketsData{Opts: toWireOptions(opts), RequestID: r.id})
-		localPart := func(string) {
-			a.Adapter.FetchSockets(opts)(func(s []socket.SocketDetails, _ error) { a.setLocalSockets(r, s) })
-		}
-		if a.onOwnGoroutine() {
-			// Called from one of our workers (a listener run by it): queueing
-			// the local part behind ourselves would stall it.
-			localPart("")
-			a.push(&outItem{msg: msg})
-		} else {
-			a.push(&outItem{msg: msg, local: localPart})
-		}
-		<-r.done
-		callback(r.result())
+func (a *NamespaceAdapter) disconnect(opts Options, closeConn bool) {
+	if ids := a.index.selectIDs(opts); len(ids) > 0 {
+		a.nsp.Disconnect(ids, closeConn)
 	}
 }
 
-// fetchLocalInOrder runs the local fetch after the queued operations, so it
-// sees the rooms joined by an earlier SocketsJoin.
-func (a *NamespaceAdapter) fetchLocalInOrder(opts *socket.BroadcastOptions, callback func([]socket.SocketDetails, error)) {
-	if a.onOwnGoroutine() {
-		a.Adapter.FetchSockets(opts)(callback)
-		return
+// describe returns the local sockets opts selects, as Namespace.Describe
+// gives them; never nil.
+func (a *NamespaceAdapter) describe(opts Options) []SocketInfo {
+	var infos []SocketInfo
+	if ids := a.index.selectIDs(opts); len(ids) > 0 {
+		infos = a.nsp.Describe(ids)
 	}
-	done := make(chan struct{})
-	var sockets []socket.SocketDetails
-	a.push(&outItem{local: func(string) {
-		defer close(done)
-		a.Adapter.FetchSockets(opts)(func(s []socket.SocketDetails, _ error) { sockets = s })
-	}})
-	<-done
-	callback(sockets, nil)
+	if infos == nil {
+		infos = []SocketInfo{}
+	}
+	return infos
 }
 
-// ServerSideEmit sends an event to the other nodes' server-side listeners. If
-// the last element of packet is a socket.Ack (func([]any, error)), it is
-// called once with one response per other node (the first argument its
-// listener acknowledged with), when every expected live node answered or
-// after RequestTimeout with a *TimeoutError.
-func (a *NamespaceAdapter) ServerSideEmit(packet []any) error {
-	if len(packet) == 0 {
-		return errors.New("adapter: ServerSideEmit needs an event name")
+// FetchSockets returns the matching sockets of every node: this node's
+// first (from Namespace.Describe, after the operations queued before the
+// call, so a preceding AddSockets is seen), then the others'. It waits
+// until every expected live node answered, the flags' timeout (else
+// RequestTimeout) passed, or ctx ended; in the last two cases it returns
+// the sockets that did arrive with a *TimeoutError (wrapping ErrTimeout,
+// and ctx's error when ctx ended). With the Local flag it describes this
+// node's sockets at once. After Close: this node's sockets and ErrClosed.
+func (a *NamespaceAdapter) FetchSockets(ctx context.Context, opts Options) ([]SocketInfo, error) {
+	opts = cloneOptions(opts)
+	if opts.Flags.Local {
+		return a.describe(opts), nil
+	}
+	if a.isClosing() {
+		return a.describe(opts), ErrClosed
+	}
+	snap := a.snapshot()
+	if snap.expected <= 0 {
+		a.m.requests.WithLabelValues(kindFetchSockets, outcomeLocal).Inc()
+		return a.fetchLocalInOrder(ctx, opts)
+	}
+	timeout := a.opts.RequestTimeout
+	if opts.Flags.TimeoutMs != nil && *opts.Flags.TimeoutMs > 0 {
+		timeout = time.Duration(*opts.Flags.TimeoutMs) * time.Millisecond
+	}
+	r := a.newRequest(kindFetchSockets, snap)
+	r.done = make(chan struct{})
+	a.register(r, timeout)
+	msg := a.message(FetchSockets, &FetchSocketsData{Opts: opts, RequestID: r.id})
+	if !a.push(&outItem{msg: msg, local: func(string) { a.setLocalSockets(r, a.describe(opts)) }}) {
+		a.abort(r, outcomeClosed, ErrClosed)
+	}
+	a.wait(ctx, r)
+	return r.result()
+}
+
+// fetchLocalInOrder describes the local sockets after the queued
+// operations, so it sees the rooms joined by an earlier SocketsJoin.
+func (a *NamespaceAdapter) fetchLocalInOrder(ctx context.Context, opts Options) ([]SocketInfo, error) {
+	done := make(chan []SocketInfo, 1)
+	if !a.push(&outItem{local: func(string) { done <- a.describe(opts) }}) {
+		return <-done, ErrClosed
+	}
+	select {
+	case infos := <-done:
+		return infos, nil
+	case <-ctx.Done():
+		return []SocketInfo{}, fmt.Errorf("%w: %w", &TimeoutError{Kind: kindFetchSockets}, ctx.Err())
+	}
+}
+
+// ServerSideEmit sends an event (args[0], a string, is its name) to the
+// other nodes' server-side handlers. nil once queued, ErrClosed after
+// Close.
+func (a *NamespaceAdapter) ServerSideEmit(args []any) error {
+	if err := checkEventName(args); err != nil {
+		return err
 	}
 	if a.isClosing() {
 		return ErrClosed
 	}
-	ack, withAck := packet[len(packet)-1].(func([]any, error))
-	if !withAck {
-		a.push(&outItem{msg: a.message(ServerSideEmit, &ServerSideEmitData{Packet: normalizeArgs(packet)})})
-		return nil
-	}
-	packet = packet[:len(packet)-1]
-	if len(packet) == 0 {
+	return a.pushOp(&outItem{msg: a.message(ServerSideEmit, &ServerSideEmitData{Packet: normalizeArgs(args)})}, false)
+}
+
+func checkEventName(args []any) error {
+	if len(args) == 0 {
 		return errors.New("adapter: ServerSideEmit needs an event name")
+	}
+	if _, ok := args[0].(string); !ok {
+		return fmt.Errorf("adapter: ServerSideEmit: the event name is a %T, not a string", args[0])
+	}
+	return nil
+}
+
+// ServerSideEmitWithAck is ServerSideEmit waiting for one answer per other
+// node: the first argument its handler acknowledged with (nil if none), in
+// arrival order. It returns when every expected live node answered
+// (at once, with an empty list, when there is none), or when
+// RequestTimeout passes or ctx ends, with the answers received and a
+// *TimeoutError (wrapping ErrTimeout, and ctx's error when ctx ended).
+// After Close: nil, ErrClosed.
+func (a *NamespaceAdapter) ServerSideEmitWithAck(ctx context.Context, args []any) ([]any, error) {
+	if err := checkEventName(args); err != nil {
+		return nil, err
+	}
+	if a.isClosing() {
+		return nil, ErrClosed
 	}
 	r := a.newRequest(kindServerSideEmit, a.snapshot())
 	if r.expected <= 0 {
 		a.m.requests.WithLabelValues(kindServerSideEmit, outcomeLocal).Inc()
-		if !a.spawnUser(func() { ack([]any{}, nil) }) {
-			ack([]any{}, nil)
-		}
-		return nil
+		return []any{}, nil
 	}
-	r.ack = ack
+	r.done = make(chan struct{})
 	a.register(r, a.opts.RequestTimeout)
-	a.push(&outItem{msg: a.message(ServerSideEmit, &ServerSideEmitData{RequestID: r.id, Packet: normalizeArgs(packet)})})
-	return nil
+	msg := a.message(ServerSideEmit, &ServerSideEmitData{RequestID: r.id, Packet: normalizeArgs(args)})
+	if !a.push(&outItem{msg: msg}) {
+		a.abort(r, outcomeClosed, ErrClosed)
+	}
+	a.wait(ctx, r)
+	responses := r.responses
+	if responses == nil {
+		responses = []any{}
+	}
+	return responses, r.err
 }
 
 func (a *NamespaceAdapter) isClosing() bool {
@@ -582,22 +645,15 @@ func (a *NamespaceAdapter) isClosing() bool {
 
 // Close publishes the queued operations (waiting at most RequestTimeout),
 // announces ADAPTER_CLOSE, unsubscribes, completes the pending requests with
-// ErrClosed and stops every goroutine of the adapter. socket.io calls it when
-// the server or the namespace closes; it is idempotent. Operations after
-// Close act on local sockets only.
-//
-// Called from one of the adapter's own goroutines (socket.io closes an empty
-// child namespace from inside the disconnection the adapter carries out),
-// Close returns at once and finishes in the background.
-func (a *NamespaceAdapter) Close() {
-	a.closeOnce.Do(func() {
-		a.initOnce.Do(func() {}) // an adapter never initialised starts nothing now
-		if a.onOwnGoroutine() {
-			go a.shutdown()
-			return
-		}
-		a.shutdown()
-	})
+// ErrClosed and stops every goroutine of the adapter. The server calls it
+// when it shuts down (never from inside a Namespace method: it waits for
+// the adapter's goroutines). It is idempotent; every call returns once the
+// first has finished. Operations after Close act on this node only and
+// return ErrClosed.
+func (a *NamespaceAdapter) Close() error {
+	a.closeOnce.Do(a.shutdown)
+	<-a.closed
+	return nil
 }
 
 // Closed is closed once Close has finished.
@@ -611,15 +667,9 @@ func (a *NamespaceAdapter) shutdown() {
 	close(a.outStop)
 
 	// Let the outbound worker publish what is queued, within RequestTimeout.
-	if a.started.Load() {
-		timer := time.AfterFunc(a.opts.RequestTimeout, a.pubCancel)
-		<-a.outDone
-		timer.Stop()
-	}
-	// The worker may never have started (Init not called): run what is left.
-	for _, it := range a.out.take(0) {
-		a.runLocal(it, "")
-	}
+	timer := time.AfterFunc(a.opts.RequestTimeout, a.pubCancel)
+	<-a.outDone
+	timer.Stop()
 
 	a.mu.Lock()
 	unsub := a.unsubscribe

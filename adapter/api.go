@@ -17,19 +17,36 @@ import "context"
 // them. The Socket.IO server implements it. The adapter calls it from its
 // own goroutines; every method must be safe for concurrent use and must not
 // block on the network (writes are queued per connection).
+//
+// The contract that lets the adapter call it without deadlocks: a
+// Namespace method never runs user code inline (the Socket.IO layer queues
+// user handlers on its own goroutines) and never calls back, on the
+// calling goroutine, into the Adapter methods that block or wait for the
+// adapter's goroutines (FetchSockets, ServerSideEmitWithAck,
+// RestoreSession, SessionResumed, Close) nor into the queueing ones
+// (Broadcast, BroadcastWithAck, AddSockets, DelSockets, DisconnectSockets,
+// ServerSideEmit). It may call the room index methods (AddAll, Del,
+// DelAll, SocketRooms, Rooms) and PersistSession, which never block: a
+// socket that disconnects or whose write fails inside Deliver, Disconnect
+// or CloseConn may clean up at once.
 type Namespace interface {
 	// Name is the namespace's name, such as "/" or "/chat".
 	Name() string
 
 	// Deliver writes p to the local sockets ids (encoding it once for all
-	// of them). A socket that has gone is skipped.
+	// of them). A socket that has gone is skipped. p.Nsp is the
+	// namespace's name; p must not be modified, nor kept after the call
+	// (the adapter may deliver the same p again, to a recovered socket).
 	Deliver(p *Packet, ids []string, flags Flags)
 
 	// DeliverWithAck writes p to the local sockets ids, each expecting an
 	// acknowledgement under p.ID, and returns how many it was written to.
-	// ack is called once per socket that answers, with its arguments, on
-	// any goroutine; a timeout, if flags.TimeoutMs is set, drops the
-	// pending acknowledgements after that long.
+	// When p.ID is nil (a broadcast with acks relayed from another node:
+	// ack ids are per node), DeliverWithAck first sets it to a fresh ack
+	// id of the namespace, as Node's adapter takes nsp._ids++; p is the
+	// adapter's own copy. ack is called once per socket that answers, with
+	// its arguments, on any goroutine; a timeout, if flags.TimeoutMs is
+	// set, drops the pending acknowledgements after that long.
 	DeliverWithAck(p *Packet, ids []string, flags Flags, ack func(args []any)) int
 
 	// Disconnect disconnects the local sockets ids from the namespace;
@@ -58,7 +75,8 @@ type Namespace interface {
 // this node at once. The operations that may reach other nodes (Broadcast,
 // BroadcastWithAck, AddSockets, DelSockets, DisconnectSockets) are applied
 // in call order on every node, this one included, shortly after they
-// return; an error means the operation reached nobody.
+// return; they return nil once queued (publication is asynchronous), and
+// ErrClosed after Close, when the operation was applied on this node only.
 type Adapter interface {
 	// AddAll adds the local socket id to rooms (its own id's room is one
 	// of them by convention of the caller).
@@ -79,7 +97,12 @@ type Adapter interface {
 	// opts selects and reports, through clientCount, how many sockets each
 	// node (this one included) wrote it to, and through ack every answer.
 	// Completion is the caller's: it knows the expected servers from
-	// ServerCount.
+	// ServerCount. ack gets, per answering client, for one of this node
+	// its arguments as DeliverWithAck's ack got them, for one of another
+	// node []any{v}, v the first argument that node relays: the client's
+	// response is args[0] (nil if args is empty) either way. clientCount
+	// and ack are called on the adapter's goroutines, possibly
+	// concurrently, and must not block.
 	BroadcastWithAck(p *Packet, opts Options, clientCount func(n int), ack func(args []any)) error
 	// AddSockets makes the selected sockets join rooms.
 	AddSockets(opts Options, rooms []string) error
@@ -119,6 +142,7 @@ type Adapter interface {
 
 	// Close publishes what is queued (within RequestTimeout), tells the
 	// other nodes, and stops the adapter's goroutines. Operations after
-	// Close act on this node only.
+	// Close act on this node only (and return ErrClosed). The server calls
+	// it, never from inside a Namespace method.
 	Close() error
 }

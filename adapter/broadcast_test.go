@@ -2,285 +2,305 @@ package adapter_test
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/zishang520/socket.io/servers/socket/v3"
-	"github.com/zishang520/socket.io/v3/pkg/types"
-
-	"github.com/sockstream/sockstream/internal/siotest"
+	"github.com/sockstream/sockstream/adapter"
 )
 
-// Three nodes, two clients on each (official Node client over WebSocket):
-// a: n0 room r1, b: n0, c: n1 room r1, d: n1 room r2, e: n2 room r2, f: n2.
-func threeNodesSixClients(t *testing.T, opts ...nodeOption) ([]*node, *siotest.Clients, map[string]string) {
-	t.Helper()
-	_, nodes := newCluster(t, 3, fastConfig(), opts...)
-	c := siotest.StartClients(t)
-	sids := map[string]string{}
-	layout := []struct {
-		id    string
-		node  int
-		rooms string
-	}{{"a", 0, "r1"}, {"b", 0, ""}, {"c", 1, "r1"}, {"d", 1, "r2"}, {"e", 2, "r2"}, {"f", 2, ""}}
-	for _, l := range layout {
-		sids[l.id] = c.Connect(t, l.id, nodes[l.node].url+"/", map[string]string{"rooms": l.rooms, "user": "user-" + l.id}, nil).Sid
-	}
-	return nodes, c, sids
-}
-
-var all6 = []string{"a", "b", "c", "d", "e", "f"}
-
-// sentinel broadcasts event name from n to every client and waits until all
-// six got it: since one node's broadcasts reach every client in order,
-// whatever n broadcast before has arrived by then.
-func sentinel(t *testing.T, n *node, c *siotest.Clients, name string) {
-	t.Helper()
-	n.io.Emit(name)
-	c.WaitN(t, "sentinel "+name, 6, 5*time.Second, siotest.IsEvent(name))
-}
-
+// Broadcasts across three nodes: selection by rooms, except and own id, the
+// Local flag, binary arguments.
 func TestBroadcastAcrossNodes(t *testing.T) {
 	t.Parallel()
-	nodes, c, sids := threeNodesSixClients(t)
-	n0, n1 := nodes[0], nodes[1]
+	backends(t, func(t *testing.T, start backend) {
+		nodes := start(t, 3, fastConfig())
+		six(nodes)
+		n0, n1, n2 := nodes[0], nodes[1], nodes[2]
 
-	t.Run("all", func(t *testing.T) {
-		n0.io.Emit("hello", 1, "two", map[string]any{"three": []any{3.5, true, nil}})
-		evs := c.WaitN(t, "hello on 6 clients", 6, 5*time.Second, siotest.IsEvent("hello"))
-		for _, ev := range evs {
-			if !siotest.EqualJSON(ev.Args, []any{1, "two", map[string]any{"three": []any{3.5, true, nil}}}) {
-				t.Errorf("client %s got %v", ev.ID, ev.Args)
-			}
-		}
-		sentinel(t, n0, c, "s-all")
-		if got := c.Receivers("hello"); !slices.Equal(got, all6) {
-			t.Errorf("receivers %v, want each client once", got)
-		}
-	})
-
-	t.Run("room", func(t *testing.T) {
-		n1.io.To("r1").Emit("to-r1", "x")
-		c.WaitN(t, "to-r1", 2, 5*time.Second, siotest.IsEvent("to-r1"))
-		n1.io.To("r1", "r2").Emit("to-r1r2")
-		c.WaitN(t, "to-r1r2", 4, 5*time.Second, siotest.IsEvent("to-r1r2"))
-		sentinel(t, n1, c, "s-room")
-		if got := c.Receivers("to-r1"); !slices.Equal(got, []string{"a", "c"}) {
-			t.Errorf("to-r1 receivers %v", got)
-		}
-		if got := c.Receivers("to-r1r2"); !slices.Equal(got, []string{"a", "c", "d", "e"}) {
-			t.Errorf("to-r1r2 receivers %v (a client in two rooms gets it once)", got)
-		}
-	})
-
-	t.Run("except", func(t *testing.T) {
-		n0.io.Except("r1").Emit("not-r1")
-		c.WaitN(t, "not-r1", 4, 5*time.Second, siotest.IsEvent("not-r1"))
-		n0.io.To("r2").Except(socket.Room(sids["e"])).Emit("r2-not-e")
-		c.WaitN(t, "r2-not-e", 1, 5*time.Second, siotest.IsEvent("r2-not-e"))
-		sentinel(t, n0, c, "s-except")
-		if got := c.Receivers("not-r1"); !slices.Equal(got, []string{"b", "d", "e", "f"}) {
-			t.Errorf("not-r1 receivers %v", got)
-		}
-		if got := c.Receivers("r2-not-e"); !slices.Equal(got, []string{"d"}) {
-			t.Errorf("r2-not-e receivers %v", got)
-		}
-	})
-
-	t.Run("local", func(t *testing.T) {
-		before := n1.tr.Published()
-		n1.io.Local().Emit("local-only")
-		c.WaitN(t, "local-only", 2, 5*time.Second, siotest.IsEvent("local-only"))
-		sentinel(t, n1, c, "s-local")
-		if got := c.Receivers("local-only"); !slices.Equal(got, []string{"c", "d"}) {
-			t.Errorf("local receivers %v, want n1's clients only", got)
-		}
-		// Only the sentinel (and maybe heartbeats) went out, not the local one.
-		if n1.metric("sockstream_adapter_broadcasts_published_total", nil) < 1 || n1.tr.Published() <= before {
-			t.Errorf("sentinel not published")
-		}
-	})
-
-	t.Run("volatile", func(t *testing.T) {
-		// A volatile packet may be dropped by a busy connection: emit a few,
-		// each followed by a sentinel, until a client of another node got
-		// one; no client may get one twice.
-		for i := range 5 {
-			n0.io.Volatile().Emit("vol", i)
-			sentinel(t, n0, c, fmt.Sprintf("s-vol-%d", i))
-			got := c.Filter(siotest.IsEvent("vol"))
-			remote := slices.ContainsFunc(got, func(ev siotest.Event) bool { return ev.ID != "a" && ev.ID != "b" })
-			if remote {
-				break
-			}
-		}
-		seen := map[string]bool{}
-		for _, ev := range c.Filter(siotest.IsEvent("vol")) {
-			k := fmt.Sprint(ev.ID, ev.Args)
-			if seen[k] {
-				t.Errorf("duplicate volatile delivery %s", k)
-			}
-			seen[k] = true
-		}
-		if !slices.ContainsFunc(c.Filter(siotest.IsEvent("vol")), func(ev siotest.Event) bool { return ev.ID != "a" && ev.ID != "b" }) {
-			t.Errorf("no volatile broadcast reached another node's client")
-		}
-	})
-
-	t.Run("binary", func(t *testing.T) {
+		_ = n0.a.Broadcast(ev("hello", 1.0, "two", map[string]any{"three": []any{3.5, true, nil}}), adapter.Options{})
+		_ = n1.a.Broadcast(ev("to-r1", "x"), opts([]string{"r1"}))
+		_ = n1.a.Broadcast(ev("to-r1r2"), opts([]string{"r1", "r2"}))
+		_ = n0.a.Broadcast(ev("not-r1"), opts(nil, "r1"))
+		_ = n0.a.Broadcast(ev("r2-not-e"), opts([]string{"r2"}, "e"))
+		_ = n2.a.Broadcast(ev("to-a"), opts([]string{"a"}))
+		_ = n2.a.Broadcast(ev("from-e"), opts(nil, "e")) // socket.broadcast of e
+		local := opts(nil)
+		local.Flags.Local = true
+		_ = n1.a.Broadcast(ev("local-only"), local)
 		payload := []byte{0, 1, 2, 253, 254, 255}
-		n0.io.Emit("bin", payload, map[string]any{"nested": types.NewBytesBuffer([]byte("buf")), "s": "x"})
-		evs := c.WaitN(t, "bin", 6, 5*time.Second, siotest.IsEvent("bin"))
-		for _, ev := range evs {
-			if len(ev.Args) != 2 {
-				t.Fatalf("client %s: args %v", ev.ID, ev.Args)
-			}
-			if got := siotest.Bin(t, ev.Args[0]); !bytes.Equal(got, payload) {
-				t.Errorf("client %s: binary %v", ev.ID, got)
-			}
-			m, _ := ev.Args[1].(map[string]any)
-			if got := siotest.Bin(t, m["nested"]); string(got) != "buf" || m["s"] != "x" {
-				t.Errorf("client %s: nested %v", ev.ID, ev.Args[1])
-			}
+		_ = n0.a.Broadcast(ev("bin", payload, map[string]any{"nested": bytes.NewBufferString("buf")}), adapter.Options{})
+		for _, n := range nodes {
+			sentinel(t, nodes, n, "s-"+n.name, 6)
 		}
-	})
 
-	t.Run("from-socket", func(t *testing.T) {
-		// socket.Broadcast() on n2 for client e: everyone but e.
-		n2 := nodes[2]
-		var sock *socket.Socket
-		n2.io.Of("/", nil).Sockets().Range(func(id socket.SocketId, s *socket.Socket) bool {
-			if string(id) == sids["e"] {
-				sock = s
+		for _, c := range []struct {
+			event string
+			want  []string
+		}{
+			{"hello", all6},
+			{"to-r1", []string{"a", "c"}},
+			{"to-r1r2", []string{"a", "c", "d", "e"}},
+			{"not-r1", []string{"b", "d", "e", "f"}},
+			{"r2-not-e", []string{"d"}},
+			{"to-a", []string{"a"}},
+			{"from-e", []string{"a", "b", "c", "d", "f"}},
+			{"local-only", []string{"c", "d"}},
+			{"bin", all6},
+		} {
+			if got := receivers(nodes, c.event); !slices.Equal(got, c.want) {
+				t.Errorf("%s: receivers %v, want %v", c.event, got, c.want)
 			}
-			return true
-		})
-		if sock == nil {
-			t.Fatal("socket of e not found on n2")
 		}
-		sock.Broadcast().Emit("from-e", sids["e"])
-		c.WaitN(t, "from-e", 5, 5*time.Second, siotest.IsEvent("from-e"))
-		n2.io.Emit("s-sock")
-		c.WaitN(t, "s-sock", 6, 5*time.Second, siotest.IsEvent("s-sock"))
-		if got := c.Receivers("from-e"); !slices.Equal(got, []string{"a", "b", "c", "d", "f"}) {
-			t.Errorf("from-e receivers %v", got)
+		for _, d := range all(nodes, isEvent("hello")) {
+			want := []any{"hello", 1.0, "two", map[string]any{"three": []any{3.5, true, nil}}}
+			if fmt.Sprint(d.Data) != fmt.Sprint(want) {
+				t.Errorf("%s got %v", d.Socket, d.Data)
+			}
+		}
+		for _, d := range all(nodes, isEvent("bin")) {
+			if len(d.Data) != 3 {
+				t.Fatalf("%s: bin %v", d.Socket, d.Data)
+			}
+			if b, ok := d.Data[1].([]byte); !ok || !bytes.Equal(b, payload) {
+				t.Errorf("%s: binary %#v", d.Socket, d.Data[1])
+			}
+			m, _ := d.Data[2].(map[string]any)
+			if b, ok := m["nested"].([]byte); !ok || string(b) != "buf" {
+				t.Errorf("%s: nested %#v", d.Socket, d.Data[2])
+			}
+		}
+		// No offsets without Config.Sessions.
+		for _, d := range all(nodes, isEvent("to-r1")) {
+			if len(d.Data) != 2 {
+				t.Errorf("%s: %v, want no offset", d.Socket, d.Data)
+			}
 		}
 	})
 }
 
-// Binary from a client, relayed by its server to the cluster.
-func TestBinaryFromClientRelayed(t *testing.T) {
+// The caller may reuse its packet and options once Broadcast returned.
+func TestBroadcastCopiesArguments(t *testing.T) {
 	t.Parallel()
-	_, nodes := newCluster(t, 2, fastConfig())
-	nodes[0].io.On("connection", func(args ...any) {
-		s := args[0].(*socket.Socket)
-		s.On("relay", func(a ...any) { _ = nodes[0].io.Emit("relayed", a...) })
-	})
-	c := siotest.StartClients(t)
-	c.Connect(t, "x", nodes[0].url+"/", nil, nil)
-	c.Connect(t, "y", nodes[1].url+"/", nil, nil)
-	c.Emit(t, "x", "relay", map[string]any{"$bin": "AAEC/w=="}, "text")
-	evs := c.WaitN(t, "relayed", 2, 5*time.Second, siotest.IsEvent("relayed"))
-	for _, ev := range evs {
-		if len(ev.Args) != 2 || !bytes.Equal(siotest.Bin(t, ev.Args[0]), []byte{0, 1, 2, 255}) || ev.Args[1] != "text" {
-			t.Errorf("client %s got %v", ev.ID, ev.Args)
+	nodes := hubCluster(t, 2, fastConfig())
+	nodes[0].ns.connect("a", "r")
+	nodes[1].ns.connect("b", "r")
+	buf := []byte("orig")
+	m := map[string]any{"k": "v"}
+	p := ev("copy", buf, m)
+	o := opts([]string{"r"})
+	_ = nodes[0].a.Broadcast(p, o)
+	copy(buf, "XXXX")
+	m["k"] = "changed"
+	p.Data[0] = "other"
+	o.Rooms[0] = "elsewhere"
+	for _, d := range waitDeliveries(t, nodes, "copy", 2, isEvent("copy")) {
+		if string(d.Data[1].([]byte)) != "orig" || d.Data[2].(map[string]any)["k"] != "v" {
+			t.Errorf("%s got %v", d.Socket, d.Data)
 		}
 	}
 }
 
-// Per-namespace order: 1,000 broadcasts from one node reach every client,
+// Per-namespace order: 1,000 broadcasts from one node reach every socket,
 // on every node, in order; the same through a transport without batching.
 func TestBroadcastOrder(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		opts []nodeOption
-	}{{"batch", nil}, {"no-batch", []nodeOption{withNoBatch()}}} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			_, nodes := newCluster(t, 2, fastConfig(), tc.opts...)
-			c := siotest.StartClients(t)
-			c.Connect(t, "p", nodes[0].url+"/", map[string]string{"rooms": "odd"}, nil)
-			c.Connect(t, "q", nodes[1].url+"/", map[string]string{"rooms": "odd"}, nil)
-			c.Connect(t, "r", nodes[1].url+"/", nil, nil)
-			const total = 1000
-			for i := range total {
-				if i%2 == 1 {
-					nodes[0].io.To("odd").Emit("seq", i)
-				} else {
-					nodes[0].io.Emit("seq", i)
-				}
+	run := func(t *testing.T, nodes []*node) {
+		nodes[0].ns.connect("p", "odd")
+		nodes[1].ns.connect("q", "odd")
+		nodes[1].ns.connect("r")
+		const total = 1000
+		for i := range total {
+			o := adapter.Options{}
+			if i%2 == 1 {
+				o = opts([]string{"odd"})
 			}
-			for _, id := range []string{"p", "q", "r"} {
-				want := total
-				if id == "r" {
-					want = total / 2
-				}
-				evs := c.WaitN(t, "seq for "+id, want, 20*time.Second, siotest.IsEventFor(id, "seq"))
-				prev := -1
-				for _, ev := range evs {
-					v := int(ev.Args[0].(float64))
-					if v <= prev || (id == "r" && v%2 == 1) {
-						t.Fatalf("client %s: %d after %d", id, v, prev)
-					}
-					prev = v
-				}
+			if err := nodes[0].a.Broadcast(ev("seq", float64(i)), o); err != nil {
+				t.Fatal(err)
 			}
-		})
+		}
+		for _, id := range []string{"p", "q", "r"} {
+			want := total
+			if id == "r" {
+				want = total / 2
+			}
+			evs := waitDeliveries(t, nodes, "seq for "+id, want, isEventFor(id, "seq"))
+			prev := -1
+			for _, d := range evs {
+				v := int(toFloat(d.Data[1]))
+				if v <= prev || (id == "r" && v%2 == 1) {
+					t.Fatalf("socket %s: %d after %d", id, v, prev)
+				}
+				prev = v
+			}
+		}
 	}
+	t.Run("batch", func(t *testing.T) {
+		t.Parallel()
+		run(t, hubCluster(t, 2, fastConfig()))
+	})
+	t.Run("no-batch", func(t *testing.T) {
+		t.Parallel()
+		run(t, hubCluster(t, 2, fastConfig(), withNoBatch()))
+	})
+	t.Run("redis", func(t *testing.T) {
+		t.Parallel()
+		run(t, redisCluster(t, 2, fastConfig()))
+	})
+}
+
+func toFloat(v any) float64 {
+	switch x := v.(type) {
+	case float64:
+		return x
+	case int64:
+		return float64(x)
+	case uint64:
+		return float64(x)
+	case int:
+		return float64(x)
+	case int8:
+		return float64(x)
+	case uint8:
+		return float64(x)
+	case int16:
+		return float64(x)
+	case uint16:
+		return float64(x)
+	case int32:
+		return float64(x)
+	case uint32:
+		return float64(x)
+	}
+	panic(fmt.Sprintf("not a number: %#v", v))
+}
+
+// A volatile broadcast is not published while the transport is not ready
+// (counted), but still reaches the local sockets; a durable one is.
+func TestVolatileNotReady(t *testing.T) {
+	t.Parallel()
+	nodes := hubCluster(t, 2, fastConfig())
+	nodes[0].ns.connect("a")
+	nodes[1].ns.connect("b")
+	nodes[0].hub.SetReady(false)
+	vol := adapter.Options{Flags: adapter.Flags{Volatile: true}}
+	_ = nodes[0].a.Broadcast(ev("vol"), vol)
+	_ = nodes[0].a.Broadcast(ev("durable"), adapter.Options{})
+	waitDeliveries(t, nodes, "durable", 2, isEvent("durable"))
+	if got := receivers(nodes, "vol"); !slices.Equal(got, []string{"a"}) {
+		t.Errorf("volatile receivers %v, want the local socket only", got)
+	}
+	if v := nodes[0].metric("sockstream_adapter_volatile_dropped_total", nil); v != 1 {
+		t.Errorf("volatile dropped %v", v)
+	}
+	for _, d := range all(nodes, isEvent("vol")) {
+		if !d.Flags.Volatile {
+			t.Errorf("flags %+v", d.Flags)
+		}
+	}
+	nodes[0].hub.SetReady(true)
+	_ = nodes[0].a.Broadcast(ev("vol2"), vol)
+	waitDeliveries(t, nodes, "vol2", 2, isEvent("vol2"))
 }
 
 var offsetRe = regexp.MustCompile(`^[0-9]+-[0-9]+$`)
 
-// With connection state recovery, an event broadcast without ack and not
-// volatile carries the stream offset as its last argument, on the
-// publishing node and on the others.
-func TestOffsetAppendedWithRecovery(t *testing.T) {
+// With Config.Sessions, an event broadcast without ack and not volatile
+// carries the stream offset as its last argument, on the publishing node
+// and on the others, the same; volatile and ack broadcasts do not.
+func TestOffsetAppendedWithSessions(t *testing.T) {
 	t.Parallel()
-	_, nodes := newCluster(t, 2, fastConfig(), withCSR())
-	c := siotest.StartClients(t)
-	c.Connect(t, "local", nodes[0].url+"/", nil, nil)
-	c.Connect(t, "remote", nodes[1].url+"/", nil, nil)
+	backends(t, func(t *testing.T, start backend) {
+		nodes := start(t, 2, fastConfig(), withSessions(newFakeStore()))
+		nodes[0].ns.connect("local")
+		nodes[1].ns.connect("remote")
 
-	nodes[0].io.Emit("durable", "x")
-	evs := c.WaitN(t, "durable", 2, 5*time.Second, siotest.IsEvent("durable"))
-	offsets := map[string]bool{}
-	for _, ev := range evs {
-		if len(ev.Args) != 2 || ev.Args[0] != "x" {
-			t.Fatalf("client %s: args %v", ev.ID, ev.Args)
+		_ = nodes[0].a.Broadcast(ev("durable", "x"), adapter.Options{})
+		offsets := map[string]bool{}
+		for _, d := range waitDeliveries(t, nodes, "durable", 2, isEvent("durable")) {
+			if len(d.Data) != 3 || d.Data[1] != "x" {
+				t.Fatalf("%s: %v", d.Socket, d.Data)
+			}
+			off, _ := d.Data[2].(string)
+			if !offsetRe.MatchString(off) {
+				t.Errorf("%s: last arg %q is not an offset", d.Socket, off)
+			}
+			offsets[off] = true
 		}
-		off, _ := ev.Args[1].(string)
-		if !offsetRe.MatchString(off) {
-			t.Errorf("client %s: last arg %q is not an offset", ev.ID, off)
+		if len(offsets) != 1 {
+			t.Errorf("publishing and receiving nodes disagree on the offset: %v", offsets)
 		}
-		offsets[off] = true
-	}
-	if len(offsets) != 1 {
-		t.Errorf("publishing and receiving nodes disagree on the offset: %v", offsets)
-	}
 
-	nodes[0].io.Volatile().Emit("vol", "y")
-	for _, ev := range c.WaitN(t, "vol", 2, 5*time.Second, siotest.IsEvent("vol")) {
-		if len(ev.Args) != 1 {
-			t.Errorf("volatile: client %s got %v, want no offset", ev.ID, ev.Args)
+		_ = nodes[0].a.Broadcast(ev("vol", "y"), adapter.Options{Flags: adapter.Flags{Volatile: true}})
+		for _, d := range waitDeliveries(t, nodes, "vol", 2, isEvent("vol")) {
+			if len(d.Data) != 2 {
+				t.Errorf("volatile: %s got %v, want no offset", d.Socket, d.Data)
+			}
 		}
-	}
-
-	var acks []any
-	done := make(chan error, 1)
-	nodes[0].io.Timeout(3*time.Second).Emit("withack", "z", func(args []any, err error) {
-		acks = args
-		done <- err
+		id := uint64(7)
+		ms := int64(2000)
+		p := ev("withack", "z")
+		p.ID = &id
+		counts := make(chan int, 2)
+		_ = nodes[0].a.BroadcastWithAck(p, adapter.Options{Flags: adapter.Flags{TimeoutMs: &ms}}, func(n int) { counts <- n }, func([]any) {})
+		for _, d := range waitDeliveries(t, nodes, "withack", 2, isEvent("withack")) {
+			if len(d.Data) != 2 {
+				t.Errorf("ack broadcast: %s got %v, want no offset", d.Socket, d.Data)
+			}
+		}
 	})
-	for _, ev := range c.WaitN(t, "withack", 2, 5*time.Second, siotest.IsEvent("withack")) {
-		if len(ev.Args) != 1 {
-			t.Errorf("ack broadcast: client %s got %v, want no offset", ev.ID, ev.Args)
-		}
+}
+
+// After Close, operations act on this node only and say so.
+func TestOperationsAfterClose(t *testing.T) {
+	t.Parallel()
+	nodes := hubCluster(t, 2, fastConfig())
+	nodes[0].ns.connect("a", "r")
+	nodes[1].ns.connect("b", "r")
+	a := nodes[0].a
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
 	}
-	if err := <-done; err != nil || len(acks) != 2 {
-		t.Errorf("acks %v, err %v", acks, err)
+	if err := a.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if err := a.Broadcast(ev("late"), adapter.Options{}); !errors.Is(err, adapter.ErrClosed) {
+		t.Errorf("Broadcast: %v", err)
+	}
+	local := adapter.Options{Flags: adapter.Flags{Local: true}}
+	if err := a.Broadcast(ev("late-local"), local); err != nil {
+		t.Errorf("local Broadcast: %v", err)
+	}
+	if got := receivers(nodes, "late"); !slices.Equal(got, []string{"a"}) {
+		t.Errorf("late receivers %v (applied at once, locally)", got)
+	}
+	if err := a.AddSockets(adapter.Options{}, []string{"x"}); !errors.Is(err, adapter.ErrClosed) {
+		t.Errorf("AddSockets: %v", err)
+	}
+	if got := a.SocketRooms("a"); !slices.Contains(got, "x") {
+		t.Errorf("rooms of a %v", got)
+	}
+	if err := a.ServerSideEmit([]any{"e"}); !errors.Is(err, adapter.ErrClosed) {
+		t.Errorf("ServerSideEmit: %v", err)
+	}
+	if _, err := a.ServerSideEmitWithAck(context.Background(), []any{"e"}); !errors.Is(err, adapter.ErrClosed) {
+		t.Errorf("ServerSideEmitWithAck: %v", err)
+	}
+	infos, err := a.FetchSockets(context.Background(), adapter.Options{})
+	if !errors.Is(err, adapter.ErrClosed) || len(infos) != 1 || infos[0].ID != "a" {
+		t.Errorf("FetchSockets: %v %v", infos, err)
+	}
+	if n := a.ServerCount(); n != 1 {
+		t.Errorf("ServerCount %d", n)
+	}
+	// The other node saw ADAPTER_CLOSE.
+	eventually(t, 2*time.Second, "peer closed", func() bool { return nodes[1].a.AlivePeers() == 0 })
+	time.Sleep(50 * time.Millisecond)
+	if got := receivers(nodes, "late"); !slices.Equal(got, []string{"a"}) {
+		t.Errorf("late receivers %v", got)
 	}
 }

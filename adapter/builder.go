@@ -6,13 +6,12 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
-
-	"github.com/zishang520/socket.io/servers/socket/v3"
 )
 
-// Builder creates the cluster adapter of each namespace of a server. It is a
-// socket.AdapterConstructor: pass it to socket.ServerOptions.SetAdapter.
-// One Builder serves one server; its namespaces share its Transport.
+// Builder creates the cluster adapter of each namespace of a server: the
+// Socket.IO layer calls New when it creates a namespace, and Close on the
+// adapter when the server shuts down. One Builder serves one server; its
+// namespaces share its Transport.
 type Builder struct {
 	transport Transport
 	opts      Config
@@ -22,8 +21,6 @@ type Builder struct {
 	mu       sync.Mutex
 	adapters map[string]*NamespaceAdapter // by namespace name, the newest
 }
-
-var _ socket.AdapterConstructor = (*Builder)(nil)
 
 // New returns the adapter constructor of a server whose nodes talk through
 // transport. Zero fields of cfg take their defaults; an invalid cfg gives an
@@ -49,13 +46,19 @@ func New(transport Transport, cfg Config) (*Builder, error) {
 	}, nil
 }
 
-// New creates the adapter of namespace nsp; socket.io calls it for every
-// namespace it creates, then calls Init.
-func (b *Builder) New(nsp socket.Namespace) socket.Adapter {
-	a := newNamespaceAdapter(b, nsp)
+// New creates and starts the adapter of namespace ns: it is usable at once
+// (its room index, and operations, which are queued), and subscribes to
+// the namespace's messages in the background, retrying until the
+// transport accepts; once subscribed it announces the node
+// (INITIAL_HEARTBEAT) and sends heartbeats every HeartbeatInterval. There
+// is no separate Init or Start. Close stops it; the Builder forgets it
+// then.
+func (b *Builder) New(ns Namespace) *NamespaceAdapter {
+	a := newNamespaceAdapter(b, ns)
 	b.mu.Lock()
-	b.adapters[nsp.Name()] = a
+	b.adapters[a.name] = a
 	b.mu.Unlock()
+	a.start()
 	return a
 }
 

@@ -42,12 +42,15 @@ type Config struct {
 	Registerer prometheus.Registerer
 
 	// Sessions, when set, persists and restores the sessions of connection
-	// state recovery (PersistSession / RestoreSession of socket.Adapter);
+	// state recovery (Adapter.PersistSession / RestoreSession);
 	// recovery.Sessions implements it. The adapter hands a restored socket
 	// over from the replayed packets to live delivery without loss or
-	// duplicate (see session.go). Nil means what Node's ClusterAdapter
-	// does: nothing is persisted and no session is ever restored (the
-	// offsets are still appended to packets when recovery is enabled).
+	// duplicate (see session.go). Setting it is what turns connection state
+	// recovery on in the adapter: the stream offset is then appended to
+	// every event broadcast without ack and not volatile (see addOffset),
+	// as Node's ClusterAdapter does when the server's
+	// connectionStateRecovery option is set. Nil: no offsets, nothing is
+	// persisted, no session is ever restored.
 	Sessions SessionStore
 }
 

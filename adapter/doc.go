@@ -1,16 +1,17 @@
 // Package adapter is sockstream's cluster adapter: the Go counterpart of
-// socket.io-adapter's ClusterAdapter. It implements zishang520's
-// socket.Adapter for every namespace of a server and turns each operation
-// that must reach the other nodes (broadcasts, socketsJoin/Leave,
-// disconnectSockets, fetchSockets, serverSideEmit, broadcasts with acks)
-// into Messages, in the format Node's adapter writes, carried by a
-// Transport.
+// socket.io-adapter's ClusterAdapter (with its in-memory Adapter's room
+// index). It implements Adapter for every namespace of a server, reaches
+// the namespace's local sockets through the Namespace the Socket.IO layer
+// gives it (see api.go), and turns each operation that must reach the
+// other nodes (broadcasts, socketsJoin/Leave, disconnectSockets,
+// fetchSockets, serverSideEmit, broadcasts with acks) into Messages, in the
+// format Node's adapter writes, carried by a Transport.
 //
 // The adapter knows nothing of Redis: package cluster is the Redis Streams
-// Transport (wire compatible with @socket.io/redis-streams-adapter), and
+// Transport (wire compatible with @socket.io/redis-streams-adapter),
+// recovery.LocalTransport the transport of a single node, and
 // adapter/adaptertest an in-process one for tests. Package server wires
-// them for you from server.Config.Redis; use this package directly to put
-// the adapter under a zishang520 server of your own.
+// them for you.
 //
 // # What it guarantees
 //

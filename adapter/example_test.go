@@ -6,37 +6,65 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/zishang520/socket.io/servers/socket/v3"
 
 	"github.com/sockstream/sockstream/adapter"
 	"github.com/sockstream/sockstream/adapter/adaptertest"
 )
 
-// Two zishang520 servers sharing one in-process transport hub form a
-// cluster; with package cluster's Transport in place of the hub, they
-// would share a Redis.
+// exampleNamespace is the smallest adapter.Namespace: it prints what it
+// is asked to write. The Socket.IO layer's Namespace writes to its sockets.
+type exampleNamespace struct {
+	node    string
+	written chan string
+}
+
+func (n *exampleNamespace) Name() string { return "/" }
+func (n *exampleNamespace) Deliver(p *adapter.Packet, ids []string, _ adapter.Flags) {
+	n.written <- fmt.Sprintf("%s wrote %v to %v", n.node, p.Data, ids)
+}
+func (n *exampleNamespace) DeliverWithAck(p *adapter.Packet, ids []string, f adapter.Flags, _ func([]any)) int {
+	n.Deliver(p, ids, f)
+	return len(ids)
+}
+func (n *exampleNamespace) Disconnect([]string, bool)              {}
+func (n *exampleNamespace) Describe([]string) []adapter.SocketInfo { return nil }
+func (n *exampleNamespace) ServerSideEmit([]any, func([]any))      {}
+func (n *exampleNamespace) CloseConn(string)                       {}
+
+// Two nodes sharing one in-process transport hub form a cluster; with
+// package cluster's Transport in place of the hub, they would share a
+// Redis. The Socket.IO layer calls Builder.New for each namespace, keeps
+// the room index up to date (AddAll, Del, DelAll) and broadcasts through
+// the adapter.
 func ExampleNew() {
 	hub := adaptertest.NewHub()
-	var servers []*socket.Server
-	for range 2 {
-		b, err := adapter.New(hub.NewTransport(), adapter.Config{Registerer: prometheus.NewRegistry()})
+	written := make(chan string, 4)
+	var nodes []*adapter.NamespaceAdapter
+	for i := range 2 {
+		tr := hub.NewTransport()
+		defer tr.Close()
+		b, err := adapter.New(tr, adapter.Config{Registerer: prometheus.NewRegistry()})
 		if err != nil {
 			log.Fatal(err)
 		}
-		opts := socket.DefaultServerOptions()
-		opts.SetAdapter(b)
-		servers = append(servers, socket.NewServer(nil, opts))
+		a := b.New(&exampleNamespace{node: fmt.Sprint("node ", i), written: written})
+		defer a.Close()
+		nodes = append(nodes, a)
 	}
-	// Each namespace adapter subscribes in the background as its server
-	// starts; give them a moment before counting.
-	count := servers[0].Sockets().Adapter().ServerCount()
-	for deadline := time.Now().Add(5 * time.Second); count < 2 && time.Now().Before(deadline); {
+	// Each namespace adapter subscribes in the background as it starts;
+	// give them a moment before counting.
+	for deadline := time.Now().Add(5 * time.Second); nodes[0].ServerCount() < 2 && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
-		count = servers[0].Sockets().Adapter().ServerCount()
 	}
-	fmt.Println("servers in the cluster:", count)
-	for _, io := range servers {
-		io.Close(nil)
+	fmt.Println("servers in the cluster:", nodes[0].ServerCount())
+
+	nodes[1].AddAll("socket-1", []string{"socket-1", "news"})
+	err := nodes[0].Broadcast(&adapter.Packet{Type: 2, Data: []any{"headline", "hello"}}, adapter.Options{Rooms: []string{"news"}})
+	if err != nil {
+		log.Fatal(err)
 	}
-	// Output: servers in the cluster: 2
+	fmt.Println(<-written)
+	// Output:
+	// servers in the cluster: 2
+	// node 1 wrote [headline hello] to [socket-1]
 }

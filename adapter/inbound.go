@@ -4,14 +4,12 @@ import (
 	"context"
 	"fmt"
 	"sync"
-
-	"github.com/zishang520/socket.io/servers/socket/v3"
 )
 
 // onMessage is the Transport handler (called on the transport's reader
 // goroutine). It validates the message, keeps the peer table and the
 // requests up to date, and queues the rest for the inbound workers, so it
-// never blocks on socket.io or on user code.
+// never blocks on the Socket.IO layer.
 func (a *NamespaceAdapter) onMessage(msg *Message) {
 	if msg == nil {
 		a.malformed(nil, "nil_message")
@@ -156,49 +154,41 @@ func (a *NamespaceAdapter) apply(msg *Message) {
 	switch msg.Type {
 	case Broadcast:
 		d := msg.Data.(*BroadcastData)
-		packet, opts := fromWirePacket(d.Packet), fromWireOptions(d.Opts)
+		packet := localPacket(d.Packet, a.name)
 		if d.RequestID == "" {
-			a.deliver(packet, opts, msg.Offset, pathIn)
+			a.deliver(packet, d.Opts, msg.Offset, pathIn)
 			a.m.broadcastsRecv.Inc()
 			return
 		}
+		// The sender's ack id, if any, is its own: DeliverWithAck takes one
+		// of this namespace's.
+		packet.ID = nil
 		from, id := msg.UID, d.RequestID
-		a.Adapter.BroadcastWithAck(packet, opts, func(n uint64) {
-			a.respond(from, BroadcastClientCount, &BroadcastClientCountData{RequestID: id, ClientCount: int(n)})
-		}, func(args []any, _ error) {
+		n := a.nsp.DeliverWithAck(packet, a.index.selectIDs(d.Opts), d.Opts.Flags, func(args []any) {
 			a.respond(from, BroadcastAck, &ResponsePacketData{RequestID: id, Packet: firstArg(args)})
 		})
+		a.respond(from, BroadcastClientCount, &BroadcastClientCountData{RequestID: id, ClientCount: n})
 		a.m.broadcastsRecv.Inc()
 	case SocketsJoin:
 		d := msg.Data.(*SocketsJoinLeaveData)
-		a.Adapter.AddSockets(fromWireOptions(d.Opts), toRooms(d.Rooms))
+		for _, id := range a.index.selectIDs(d.Opts) {
+			a.index.addAll(id, d.Rooms)
+		}
 	case SocketsLeave:
 		d := msg.Data.(*SocketsJoinLeaveData)
-		a.Adapter.DelSockets(fromWireOptions(d.Opts), toRooms(d.Rooms))
+		a.delSockets(d.Opts, d.Rooms)
 	case DisconnectSockets:
 		d := msg.Data.(*DisconnectSocketsData)
-		a.Adapter.DisconnectSockets(fromWireOptions(d.Opts), d.Close)
+		a.disconnect(d.Opts, d.Close)
 	case FetchSockets:
 		d := msg.Data.(*FetchSocketsData)
-		opts := fromWireOptions(d.Opts)
-		opts.Flags.Local = true
-		var infos []SocketInfo
-		a.Adapter.FetchSockets(opts)(func(sockets []socket.SocketDetails, _ error) {
-			infos = make([]SocketInfo, 0, len(sockets))
-			for _, s := range sockets {
-				infos = append(infos, socketInfo(s))
-			}
-		})
-		if infos == nil {
-			infos = []SocketInfo{}
-		}
-		a.respond(msg.UID, FetchSocketsResponse, &FetchSocketsResponseData{RequestID: d.RequestID, Sockets: infos})
+		a.respond(msg.UID, FetchSocketsResponse, &FetchSocketsResponseData{RequestID: d.RequestID, Sockets: a.describe(d.Opts)})
 	}
 }
 
-// sseLoop calls the namespace's server-side listeners, in order, on a
-// goroutine of its own: a slow listener delays other server-side events,
-// not broadcasts.
+// sseLoop hands the other nodes' server-side events to the namespace, in
+// order, on a goroutine of its own: a slow Namespace.ServerSideEmit delays
+// other server-side events, not broadcasts.
 func (a *NamespaceAdapter) sseLoop() { a.drain(a.sse, a.serverSideEmit) }
 
 func (a *NamespaceAdapter) serverSideEmit(msg *Message) {
@@ -206,18 +196,17 @@ func (a *NamespaceAdapter) serverSideEmit(msg *Message) {
 	d := msg.Data.(*ServerSideEmitData)
 	args := append([]any(nil), d.Packet...)
 	if d.RequestID == "" {
-		a.nsp.OnServerSideEmit(args)
+		a.nsp.ServerSideEmit(args, nil)
 		return
 	}
 	from, id := msg.UID, d.RequestID
 	var once sync.Once
-	var ack socket.Ack = func(reply []any, _ error) {
+	a.nsp.ServerSideEmit(args, func(reply []any) {
 		// Only one answer per node, as in Node.
 		once.Do(func() {
 			a.respond(from, ServerSideEmitResponse, &ResponsePacketData{RequestID: id, Packet: firstArg(reply)})
 		})
-	}
-	a.nsp.OnServerSideEmit(append(args, ack))
+	})
 }
 
 // respond publishes a response to the node whose adapter has uid to, on a

@@ -50,10 +50,10 @@ func peersSeen(n *node) []string {
 // the series of a peer that leaves; the declared-dead counter moves.
 func TestPeerMetrics(t *testing.T) {
 	t.Parallel()
-	_, nodes := newCluster(t, 3, fastConfig())
+	nodes := hubCluster(t, 3, fastConfig())
 	uids := make([]string, len(nodes))
 	for i, n := range nodes {
-		uids[i] = n.adapter("/").UID()
+		uids[i] = n.a.UID()
 		info := labelsOf(n, "sockstream_adapter_info")
 		if !slices.ContainsFunc(info, func(l map[string]string) bool { return l["nsp"] == "/" && l["uid"] == uids[i] }) {
 			t.Errorf("%s: sockstream_adapter_info = %v, want uid %s for /", n.name, info, uids[i])
@@ -96,7 +96,7 @@ func TestPeerMetrics(t *testing.T) {
 // in one process) share the collector; a peer both see is reported once.
 func TestPeerMetricsSharedRegistry(t *testing.T) {
 	t.Parallel()
-	_, nodes := newCluster(t, 2, fastConfig())
+	nodes := hubCluster(t, 2, fastConfig())
 	// A third Builder registering on node 0's registry reuses its metrics.
 	cfg := fastConfig()
 	cfg.Registerer = nodes[0].reg
@@ -104,12 +104,13 @@ func TestPeerMetricsSharedRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second Builder on the same registry: %v", err)
 	}
-	a2 := b2.New(nodes[0].io.Of("/", nil))
-	a2.Init()
+	ns2 := newTestNS("/", "n0-bis")
+	a2 := b2.New(ns2)
+	ns2.a.Store(a2)
 	defer a2.Close()
-	uid1 := nodes[1].adapter("/").UID()
+	uid1 := nodes[1].a.UID()
 	// Both adapters of node 0 see node 1; node 1 sees both.
-	eventually(t, 5*time.Second, "node 1 sees the second adapter", func() bool { return nodes[1].adapter("/").AlivePeers() == 2 })
+	eventually(t, 5*time.Second, "node 1 sees the second adapter", func() bool { return nodes[1].a.AlivePeers() == 2 })
 	eventually(t, 5*time.Second, "the second adapter sees node 1", func() bool {
 		return b2.Adapter("/") != nil && slices.Contains(peerUIDs(b2.Adapter("/")), uid1)
 	})

@@ -97,7 +97,7 @@ func (a *NamespaceAdapter) livenessLoop() {
 // pending requests wait for.
 func (a *NamespaceAdapter) peerGone(uid, reason string) {
 	var deliver []func()
-	var synthetic []func(uint64)
+	var synthetic []func(int)
 	a.mu.Lock()
 	if _, ok := a.alive[uid]; !ok {
 		a.mu.Unlock()
@@ -112,8 +112,9 @@ func (a *NamespaceAdapter) peerGone(uid, reason string) {
 		}
 	}
 	for _, r := range a.ackRequests {
-		// socket.BroadcastOperator waits for one client count per server
-		// it was told about: answer "0 clients" for each one given up on.
+		// The caller of BroadcastWithAck waits for one client count per
+		// server ServerCount told it about: answer "0 clients" for each
+		// one given up on.
 		for range r.lose(uid) {
 			synthetic = append(synthetic, r.clientCount)
 		}
@@ -128,7 +129,7 @@ func (a *NamespaceAdapter) peerGone(uid, reason string) {
 		a.log.Warn("peer declared dead: no heartbeat", "peer", uid, "timeout", a.opts.HeartbeatTimeout)
 	}
 	for _, cb := range synthetic {
-		a.spawnUser(func() { cb(0) })
+		cb(0)
 	}
 	for _, d := range deliver {
 		d()

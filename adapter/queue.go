@@ -1,15 +1,10 @@
 package adapter
 
-import (
-	"bytes"
-	"runtime"
-	"strconv"
-	"sync"
-)
+import "sync"
 
 // fifo is an unbounded FIFO queue with a wake-up signal for one consumer.
-// Producers never block: the transport's reader goroutine and socket.io's
-// goroutines push into it.
+// Producers never block: the transport's reader goroutine and the Socket.IO
+// layer's goroutines push into it.
 type fifo[T any] struct {
 	mu     sync.Mutex
 	items  []T
@@ -57,20 +52,4 @@ func (q *fifo[T]) len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return len(q.items)
-}
-
-// goid returns the id of the calling goroutine. It is used only to tell
-// whether Close (or a blocking FetchSockets) runs on one of the adapter's own
-// goroutines, where waiting for that goroutine would deadlock: zishang520
-// calls Adapter.Close from inside socket clean-up (empty child namespaces),
-// which the adapter's workers trigger when they disconnect sockets.
-func goid() uint64 {
-	var buf [64]byte
-	b := buf[:runtime.Stack(buf[:], false)]
-	b = bytes.TrimPrefix(b, []byte("goroutine "))
-	if i := bytes.IndexByte(b, ' '); i > 0 {
-		b = b[:i]
-	}
-	id, _ := strconv.ParseUint(string(b), 10, 64)
-	return id
 }

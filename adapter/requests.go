@@ -2,9 +2,8 @@ package adapter
 
 import (
 	"context"
+	"fmt"
 	"time"
-
-	"github.com/zishang520/socket.io/servers/socket/v3"
 )
 
 // A request waits for answers from other nodes: fetchSockets,
@@ -32,24 +31,23 @@ type request struct {
 	timer          *time.Timer
 	finished       bool
 
+	// fetch_sockets and server_side_emit: closed once finished, with err
+	done chan struct{}
+	err  error
+
 	// fetch_sockets
-	done     chan struct{}
-	local    []socket.SocketDetails
+	local    []SocketInfo
 	localSet bool
-	remote   []socket.SocketDetails
-	err      error
+	remote   []SocketInfo
 
 	// server_side_emit
 	responses []any
 
-	// server_side_emit and broadcast_ack
-	ack socket.Ack
-
 	// broadcast_ack
-	clientCount    func(uint64)
-	singleResponse bool
-	clients        uint64
-	acks           uint64
+	clientCount func(int)
+	ack         func([]any)
+	clients     int
+	acks        int
 }
 
 // snapshot is the liveness view a request starts from.
@@ -184,8 +182,8 @@ func (r *request) complete() bool {
 	return true
 }
 
-func (r *request) result() ([]socket.SocketDetails, error) {
-	out := make([]socket.SocketDetails, 0, len(r.local)+len(r.remote))
+func (r *request) result() ([]SocketInfo, error) {
+	out := make([]SocketInfo, 0, len(r.local)+len(r.remote))
 	out = append(out, r.local...)
 	return append(out, r.remote...), r.err
 }
@@ -214,19 +212,42 @@ func (a *NamespaceAdapter) finishLocked(r *request, outcome string, err error) f
 	}
 	a.m.requests.WithLabelValues(r.kind, outcome).Inc()
 	a.m.requestDuration.WithLabelValues(r.kind).Observe(time.Since(r.start).Seconds())
-	switch r.kind {
-	case kindFetchSockets:
+	if r.done != nil {
+		// fetch_sockets, server_side_emit: the caller waits in wait.
 		r.err = err
 		return func() { close(r.done) }
-	case kindServerSideEmit:
-		responses, ack := r.responses, r.ack
-		if responses == nil {
-			responses = []any{}
-		}
-		return func() { a.spawnUser(func() { ack(responses, err) }) }
 	}
-	// broadcast_ack: socket.BroadcastOperator runs its own timeout.
+	// broadcast_ack: the caller runs its own timeout.
 	return func() {}
+}
+
+// wait waits for r to finish, or for ctx to end, which finishes it with a
+// *TimeoutError wrapping ctx's error. r's result may be read afterwards.
+func (a *NamespaceAdapter) wait(ctx context.Context, r *request) {
+	select {
+	case <-r.done:
+		return
+	case <-ctx.Done():
+	}
+	a.mu.Lock()
+	var deliver func()
+	if !r.finished {
+		err := fmt.Errorf("%w: %w", &TimeoutError{Kind: r.kind, Received: len(r.responded), Expected: r.expected}, ctx.Err())
+		deliver = a.finishLocked(r, outcomeTimeout, err)
+	}
+	a.mu.Unlock()
+	if deliver != nil {
+		deliver()
+	}
+	<-r.done
+}
+
+// abort finishes r at once.
+func (a *NamespaceAdapter) abort(r *request, outcome string, err error) {
+	a.mu.Lock()
+	deliver := a.finishLocked(r, outcome, err)
+	a.mu.Unlock()
+	deliver()
 }
 
 func (a *NamespaceAdapter) timeoutRequest(r *request) {
@@ -264,7 +285,7 @@ func (a *NamespaceAdapter) failPending() {
 	}
 }
 
-func (a *NamespaceAdapter) setLocalSockets(r *request, sockets []socket.SocketDetails) {
+func (a *NamespaceAdapter) setLocalSockets(r *request, sockets []SocketInfo) {
 	a.mu.Lock()
 	if r.finished {
 		a.mu.Unlock()
@@ -292,9 +313,7 @@ func (a *NamespaceAdapter) onResponse(msg *Message) {
 			return
 		}
 		if r.answer(msg.UID) {
-			for _, info := range d.Sockets {
-				r.remote = append(r.remote, socketDetails(info))
-			}
+			r.remote = append(r.remote, d.Sockets...)
 			deliver = a.checkLocked(r)
 		}
 	case ServerSideEmitResponse:
@@ -318,7 +337,7 @@ func (a *NamespaceAdapter) onResponse(msg *Message) {
 			return
 		}
 		if r.answer(msg.UID) {
-			n := uint64(d.ClientCount)
+			n := d.ClientCount
 			r.clients += n
 			cb := r.clientCount
 			callback = func() { cb(n) }
@@ -334,22 +353,17 @@ func (a *NamespaceAdapter) onResponse(msg *Message) {
 		}
 		if _, lost := r.lost[msg.UID]; !lost {
 			r.acks++
+			// One client's answer, as Node relays it: its first argument.
 			ack, arg := r.ack, d.Packet
-			if r.singleResponse {
-				// socket.BroadcastOperator hands a single response to the
-				// user as TryCast[[]any](responses[0]): give it a list so
-				// RemoteSocket.Emit with an ack gets the client's argument
-				// rather than nil (zishang520 v3.0.6 quirk).
-				callback = func() { ack([]any{[]any{arg}}, nil) }
-			} else {
-				callback = func() { ack([]any{arg}, nil) }
-			}
+			callback = func() { ack([]any{arg}) }
 			deliver = a.checkLocked(r)
 		}
 	}
 	a.mu.Unlock()
+	// On the transport's reader goroutine, in arrival order: the caller's
+	// callbacks must not block (see BroadcastWithAck).
 	if callback != nil {
-		a.spawnUser(callback)
+		callback()
 	}
 	if deliver != nil {
 		deliver()

@@ -7,10 +7,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/zishang520/socket.io/parsers/socket/v3/parser"
-	"github.com/zishang520/socket.io/servers/socket/v3"
-	"github.com/zishang520/socket.io/v3/pkg/types"
 )
 
 // Connection state recovery: the adapter's side.
@@ -30,12 +26,14 @@ import (
 // after LastOffset before the restored socket exists or is connected, which
 // the socket would miss. So, per restore:
 //
-//  1. from before the read until the socket is connected, every packet the
-//     namespace delivers with an offset is also held for it, and the socket
-//     is kept out of live delivery;
-//  2. when socket.io connects the socket (its AddAll from _onconnect, after
-//     the missed packets were written), the held packets it wants (after
-//     LastOffset, rooms matching) are written to it, in arrival order;
+//  1. from before the read until the socket is connected and resumed
+//     (SessionResumed), every packet the namespace delivers with an offset
+//     is also held for it, and the socket is kept out of live delivery
+//     (by id: whatever its rooms);
+//  2. when the Socket.IO layer has connected the socket and written the
+//     missed packets, it calls SessionResumed: the held packets the socket
+//     wants (after LastOffset, rooms matching) are written to it, in
+//     arrival order;
 //  3. from then on it gets live packets directly, minus those at or before
 //     LastOffset, until neither path can still bring such a packet: the
 //     outbound path once a marker queued after the restore has run (every
@@ -50,18 +48,20 @@ import (
 const handoverLinger = 10 * time.Second
 
 // handoverMaxHeld bounds the packets held for one restoring socket. Beyond
-// it the socket's connection is closed once it connects: its client
+// it the socket's connection is closed when it is resumed: its client
 // reconnects and recovers again from the last offset it got, rather than
 // silently missing packets.
 const handoverMaxHeld = 100_000
 
-// handoverConnectTimeout drops a restore whose socket never connects (a
-// middleware that neither accepts nor rejects it).
+// handoverConnectTimeout drops a restore whose socket is never resumed nor
+// removed (SessionResumed, DelAll): a middleware that neither accepts nor
+// rejects it, a Socket.IO layer that forgets the call.
 const handoverConnectTimeout = 2 * time.Minute
 
 // SessionStore is the seam through which connection state recovery plugs
 // into the adapter (recovery.Sessions implements it). Its methods are
-// called from socket.io's goroutines and must be safe for concurrent use.
+// called from the Socket.IO layer's goroutines and must be safe for
+// concurrent use.
 type SessionStore interface {
 	// PersistSession stores the session of a socket that disconnected for
 	// a recoverable reason, for s.TTL (the server's maximum disconnection
@@ -73,7 +73,9 @@ type SessionStore interface {
 	RestoreSession(ctx context.Context, nsp, pid, offset string) (*RestoredSession, error)
 }
 
-// PersistedSession is the state a disconnected socket leaves behind.
+// PersistedSession is the state a disconnected socket leaves behind. The
+// Socket.IO layer fills Nsp, SID, PID, Rooms (the socket's own id
+// included), Data and TTL; the adapter adds Origin and Marks.
 type PersistedSession struct {
 	Nsp string
 	SID string
@@ -123,8 +125,10 @@ const (
 
 // RestoredSession is a session given back, with the packets it missed.
 type RestoredSession struct {
-	SID   string
-	PID   string
+	SID string
+	PID string
+	// Rooms are the session's rooms, its own id included: the Socket.IO
+	// layer gives them back to the socket with AddAll.
 	Rooms []string
 	Data  any
 	// MissedPackets are the missed events' data, each ending with its
@@ -144,15 +148,22 @@ const (
 
 // sessionState is the handover bookkeeping of a namespace adapter.
 //
-// Lock order: deliverMu, then mu. deliverMu serializes the deliveries of
-// both workers with the flush of held packets, so no live packet overtakes
-// them; mu guards the maps and handovers and is never held while calling
-// socket.io (a write error can close a socket, which calls DelAll).
+// Lock order: deliverMu, then mu (then the room index's lock, a leaf).
+// deliverMu serializes the deliveries of both workers with the flush of
+// held packets, so no live packet overtakes them; it is held while calling
+// Namespace.Deliver (and CloseConn), which may call back DelAll,
+// PersistSession or the other room index methods but nothing that takes
+// deliverMu. mu guards the maps and handovers and is never held while
+// calling the Namespace (a write error can close a socket, which calls
+// DelAll).
 type sessionState struct {
 	deliverMu sync.Mutex
 	mu        sync.Mutex
-	pending   map[*handover]struct{}        // restores reading the log
-	bySID     map[socket.SocketId]*handover // restored sockets under handover
+	pending   map[*handover]struct{} // restores reading the log
+	bySID     map[string]*handover   // restored sockets under handover
+
+	// maxHeld is handoverMaxHeld, lowered by tests.
+	maxHeld int
 
 	// The newest offset delivered on each path, and the last deliveries
 	// with their marks (a ring of markRing, ringN used).
@@ -164,12 +175,12 @@ type sessionState struct {
 
 type ringEntry struct {
 	mark DeliveryMark
-	opts *socket.BroadcastOptions
+	opts Options
 }
 
 type handover struct {
 	started time.Time
-	sid     socket.SocketId
+	sid     string
 	last    offsetID
 	rooms   map[string]struct{} // the session's rooms
 	held    []heldPacket
@@ -179,8 +190,8 @@ type handover struct {
 }
 
 type heldPacket struct {
-	p      *parser.Packet
-	opts   *socket.BroadcastOptions
+	p      *Packet
+	opts   Options
 	offset offsetID
 	path   int
 }
@@ -206,27 +217,35 @@ func (o offsetID) after(p offsetID) bool {
 	return o.ok && (o.ms > p.ms || o.ms == p.ms && o.seq > p.seq)
 }
 
+// defaultMaxDisconnection is the TTL of a persisted session whose TTL the
+// caller left zero: Node's default maxDisconnectionDuration (2 minutes).
+const defaultMaxDisconnection = 2 * time.Minute
+
 // PersistSession hands the session of a socket that disconnected for a
 // recoverable reason to Config.Sessions, if any, without blocking the
-// disconnection: the write runs on a goroutine of the adapter, bounded by
-// RequestTimeout, which Close waits for.
-func (a *NamespaceAdapter) PersistSession(s *socket.SessionToPersist) {
+// caller: the write runs on a goroutine of the adapter, bounded by
+// RequestTimeout, which Close waits for. The caller fills Nsp (the
+// namespace's name if empty), SID, PID, Rooms, Data and TTL (2 minutes if
+// zero); the adapter sets Origin and Marks.
+func (a *NamespaceAdapter) PersistSession(s PersistedSession) {
 	store := a.opts.Sessions
-	if store == nil || s == nil {
+	if store == nil {
 		return
 	}
-	ps := PersistedSession{Nsp: a.name, SID: string(s.Sid), PID: string(s.Pid), Data: s.Data, TTL: a.maxDisconnection(), Origin: a.uid}
-	if s.Rooms != nil {
-		for _, r := range s.Rooms.Keys() {
-			ps.Rooms = append(ps.Rooms, string(r))
-		}
+	if s.Nsp == "" {
+		s.Nsp = a.name
 	}
-	ps.Marks = a.marksFor(ps.Rooms)
+	if s.TTL <= 0 {
+		s.TTL = defaultMaxDisconnection
+	}
+	s.Rooms = slices.Clone(s.Rooms)
+	s.Origin = a.uid
+	s.Marks = a.marksFor(s.Rooms)
 	persist := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), a.opts.RequestTimeout)
 		defer cancel()
-		if err := store.PersistSession(ctx, ps); err != nil {
-			a.warnLimited("persisting a session failed", "sid", ps.SID, "err", err)
+		if err := store.PersistSession(ctx, s); err != nil {
+			a.warnLimited("persisting a session failed", "sid", s.SID, "err", err)
 		}
 	}
 	if !a.spawn(persist) {
@@ -234,22 +253,15 @@ func (a *NamespaceAdapter) PersistSession(s *socket.SessionToPersist) {
 	}
 }
 
-// maxDisconnection is the server's maximum disconnection duration. socket.io
-// fills in its default (2 min) only when it picks its own adapter, so an
-// unset value is taken to mean that default here too.
-func (a *NamespaceAdapter) maxDisconnection() time.Duration {
-	if srv := a.nsp.Server(); srv != nil && srv.Opts() != nil {
-		if csr := srv.Opts().ConnectionStateRecovery(); csr != nil && csr.MaxDisconnectionDuration() > 0 {
-			return time.Duration(csr.MaxDisconnectionDuration()) * time.Millisecond
-		}
-	}
-	return time.Duration(socket.DefaultMaxDisconnectionDuration) * time.Millisecond
-}
-
-// RestoreSession asks Config.Sessions, if any, for the session and the
-// packets missed since offset, and sets up the handover (see above). Any
-// failure gives (nil, nil): socket.io then creates a fresh session.
-func (a *NamespaceAdapter) RestoreSession(pid socket.PrivateSessionId, offset string) (*socket.Session, error) {
+// RestoreSession asks Config.Sessions, if any, for the session of pid and
+// the packets missed since offset, and sets up the handover (see above):
+// until SessionResumed(SID) or DelAll(SID), live packets for the socket are
+// held. Any failure of the store (it reports the reason itself), a nil
+// Config.Sessions, or ctx ending gives (nil, nil): a fresh session. The
+// read is bounded by RequestTimeout and by Close. The error result is
+// always nil here; it is in the seam for implementations that can fail
+// otherwise.
+func (a *NamespaceAdapter) RestoreSession(ctx context.Context, pid, offset string) (*RestoredSession, error) {
 	store := a.opts.Sessions
 	if store == nil {
 		return nil, nil
@@ -259,13 +271,15 @@ func (a *NamespaceAdapter) RestoreSession(pid socket.PrivateSessionId, offset st
 	st.mu.Lock()
 	if st.pending == nil {
 		st.pending = map[*handover]struct{}{}
-		st.bySID = map[socket.SocketId]*handover{}
+		st.bySID = map[string]*handover{}
 	}
 	st.pending[h] = struct{}{}
 	st.mu.Unlock()
 
-	ctx, cancel := context.WithTimeout(a.ctx, a.opts.RequestTimeout)
-	rs, err := store.RestoreSession(ctx, a.name, string(pid), offset)
+	rctx, cancel := context.WithTimeout(ctx, a.opts.RequestTimeout)
+	stop := context.AfterFunc(a.ctx, cancel)
+	rs, err := store.RestoreSession(rctx, a.name, pid, offset)
+	stop()
 	cancel()
 
 	st.mu.Lock()
@@ -274,7 +288,7 @@ func (a *NamespaceAdapter) RestoreSession(pid socket.PrivateSessionId, offset st
 		st.mu.Unlock()
 		return nil, nil
 	}
-	h.sid = socket.SocketId(rs.SID)
+	h.sid = rs.SID
 	h.last = parseOffsetID(rs.LastOffset)
 	h.rooms = make(map[string]struct{}, len(rs.Rooms))
 	for _, r := range rs.Rooms {
@@ -284,31 +298,19 @@ func (a *NamespaceAdapter) RestoreSession(pid socket.PrivateSessionId, offset st
 		// Nothing to hand over against; a store that gives no LastOffset
 		// gets Node's behaviour.
 		st.mu.Unlock()
-	} else {
-		st.bySID[h.sid] = h
-		st.mu.Unlock()
-		// A delivery that started before h was registered did not exclude
-		// the socket: let it finish before socket.io can connect it.
-		st.deliverMu.Lock()
-		st.deliverMu.Unlock()
-		// Every publication queued after this marker is written to the
-		// log after the read ended, so it is after LastOffset: once the
-		// marker has run, the outbound path is past the handover.
-		a.push(&outItem{local: func(string) { a.passPath(h, pathOut) }})
+		return rs, nil
 	}
-
-	rooms := types.NewSet[socket.Room]()
-	for _, r := range rs.Rooms {
-		rooms.Add(socket.Room(r))
-	}
-	missed := make([]any, len(rs.MissedPackets))
-	for i, p := range rs.MissedPackets {
-		missed[i] = p
-	}
-	return &socket.Session{
-		SessionToPersist: &socket.SessionToPersist{Sid: h.sid, Pid: socket.PrivateSessionId(rs.PID), Rooms: rooms, Data: rs.Data},
-		MissedPackets:    missed,
-	}, nil
+	st.bySID[h.sid] = h
+	st.mu.Unlock()
+	// A delivery that started before h was registered did not exclude
+	// the socket: let it finish before the Socket.IO layer can connect it.
+	st.deliverMu.Lock()
+	st.deliverMu.Unlock()
+	// Every publication queued after this marker is written to the log
+	// after the read ended, so it is after LastOffset: once the marker has
+	// run, the outbound path is past the handover.
+	a.push(&outItem{local: func(string) { a.passPath(h, pathOut) }})
+	return rs, nil
 }
 
 // passPath marks a path as past the handover of h, ending it when both are.
@@ -335,33 +337,25 @@ func (a *NamespaceAdapter) maybeEndLocked(h *handover, now time.Time) {
 	}
 }
 
-// AddAll adds a socket to rooms. For a socket under handover it keeps the
-// socket's own room (the handover keeps it out of live delivery through
-// it) and, when the call is socket.io's connection of the socket, writes
-// the held packets to it first.
-func (a *NamespaceAdapter) AddAll(id socket.SocketId, rooms *types.Set[socket.Room]) {
+// SessionResumed is called by the Socket.IO layer once the socket id
+// restored by RestoreSession is connected and its missed packets are
+// written: the packets held for it meanwhile that it wants (after
+// LastOffset, rooms matching) are written to it through Namespace.Deliver,
+// in arrival order, with deliveries stopped so that no live packet
+// overtakes them; from then on it gets live packets directly. A second
+// call, or a call for a socket without handover, does nothing. If more
+// than handoverMaxHeld packets had to be held, nothing is written and the
+// socket's connection is closed (Namespace.CloseConn), so that its client
+// recovers again rather than silently missing packets.
+func (a *NamespaceAdapter) SessionResumed(id string) {
 	st := &a.sessions
 	st.mu.Lock()
 	h := st.bySID[id]
 	st.mu.Unlock()
 	if h == nil {
-		a.Adapter.AddAll(id, rooms)
 		return
 	}
-	if rooms == nil {
-		rooms = types.NewSet[socket.Room]()
-	}
-	if !rooms.Has(socket.Room(id)) {
-		rooms = types.NewSet(append(rooms.Keys(), socket.Room(id))...)
-	}
-	a.Adapter.AddAll(id, rooms)
-	sock, ok := a.nsp.Sockets().Load(id)
-	if !ok || !sock.Connected() {
-		return // still being constructed: these are the session's rooms
-	}
 
-	// Connected: the missed packets are written; the held ones follow,
-	// with deliveries stopped so that no live packet overtakes them.
 	st.deliverMu.Lock()
 	defer st.deliverMu.Unlock()
 	st.mu.Lock()
@@ -390,28 +384,28 @@ func (a *NamespaceAdapter) AddAll(id socket.SocketId, rooms *types.Set[socket.Ro
 
 	if over {
 		a.log.Warn("too many packets arrived while a session was being restored: closing the connection so that the client recovers again",
-			"sid", string(id), "held", handoverMaxHeld)
-		sock.Conn().Close(false)
+			"sid", id, "held", handoverMaxHeld)
+		a.nsp.CloseConn(id)
 		return
 	}
+	ids := []string{id}
 	for _, hp := range send {
-		a.Adapter.Broadcast(hp.p, onlyTo(id, hp.opts))
+		a.nsp.Deliver(hp.p, ids, hp.opts.Flags)
 	}
 }
 
-// DelAll removes a socket from all its rooms and ends its handover.
-func (a *NamespaceAdapter) DelAll(id socket.SocketId) {
+// endHandover ends the handover of socket id, if any (DelAll).
+func (a *NamespaceAdapter) endHandover(id string) {
 	st := &a.sessions
 	st.mu.Lock()
 	delete(st.bySID, id)
 	st.mu.Unlock()
-	a.Adapter.DelAll(id)
 }
 
 // deliver delivers a broadcast to the local sockets: the live path of both
 // workers. It appends the offset (see addOffset) and applies the handovers
 // in progress.
-func (a *NamespaceAdapter) deliver(p *parser.Packet, opts *socket.BroadcastOptions, offset string, path int) {
+func (a *NamespaceAdapter) deliver(p *Packet, opts Options, offset string, path int) {
 	a.addOffset(p, opts, offset)
 
 	st := &a.sessions
@@ -419,36 +413,42 @@ func (a *NamespaceAdapter) deliver(p *parser.Packet, opts *socket.BroadcastOptio
 	defer st.deliverMu.Unlock()
 	off := parseOffsetID(offset)
 	st.mu.Lock()
-	if off.ok && a.csr && a.opts.Sessions != nil && p.Type == parser.EVENT && p.Id == nil && !isVolatile(opts) {
+	if off.ok && a.csr && p.Type == packetEvent && p.ID == nil && !opts.Flags.Volatile {
 		a.markLocked(off, offset, opts, path)
 	}
 	if len(st.pending) == 0 && len(st.bySID) == 0 {
 		st.mu.Unlock()
-		a.Adapter.Broadcast(p, opts)
+		if ids := a.index.selectIDs(opts); len(ids) > 0 {
+			a.nsp.Deliver(p, ids, opts.Flags)
+		}
 		return
 	}
 	now := time.Now()
 	for h := range st.pending {
 		if off.ok {
-			hold(h, p, opts, off, path)
+			st.hold(h, p, opts, off, path)
 		}
 	}
-	var direct []socket.SocketId
-	excluded := opts
+	// The sockets under handover that do not get p now: held for later,
+	// already replayed, or deliberately left out.
+	var skip map[string]struct{}
 	for sid, h := range st.bySID {
-		if excluded == opts {
-			excluded = cloneOptions(opts)
-		}
-		excluded.Except.Add(socket.Room(sid))
+		direct := false
 		switch {
 		case h.live.IsZero():
 			if off.ok {
-				hold(h, p, opts, off, path)
+				st.hold(h, p, opts, off, path)
 			}
 		case off.ok && !off.after(h.last):
 			// Already replayed, or deliberately left out.
 		default:
-			direct = append(direct, sid)
+			direct = true // live: it gets p now, if selected
+		}
+		if !direct {
+			if skip == nil {
+				skip = map[string]struct{}{}
+			}
+			skip[sid] = struct{}{}
 		}
 		if off.after(h.last) {
 			h.passed[path] = true
@@ -457,16 +457,17 @@ func (a *NamespaceAdapter) deliver(p *parser.Packet, opts *socket.BroadcastOptio
 	}
 	st.mu.Unlock()
 
-	a.Adapter.Broadcast(p, excluded)
-	for _, sid := range direct {
-		if includes(roomSet(a.Adapter.SocketRooms(sid)), opts) {
-			a.Adapter.Broadcast(p, onlyTo(sid, opts))
-		}
+	ids := a.index.selectIDs(opts)
+	if skip != nil {
+		ids = slices.DeleteFunc(ids, func(id string) bool { _, ok := skip[id]; return ok })
+	}
+	if len(ids) > 0 {
+		a.nsp.Deliver(p, ids, opts.Flags)
 	}
 }
 
 // markLocked records the delivery of the packet at off on path.
-func (a *NamespaceAdapter) markLocked(off offsetID, offset string, opts *socket.BroadcastOptions, path int) {
+func (a *NamespaceAdapter) markLocked(off offsetID, offset string, opts Options, path int) {
 	st := &a.sessions
 	if off.after(st.newest[path]) || !st.newest[path].ok {
 		st.newest[path], st.newStr[path] = off, offset
@@ -503,44 +504,25 @@ func (a *NamespaceAdapter) marksFor(rooms []string) []DeliveryMark {
 	return marks
 }
 
-func hold(h *handover, p *parser.Packet, opts *socket.BroadcastOptions, off offsetID, path int) {
-	if len(h.held) >= handoverMaxHeld {
+func (st *sessionState) hold(h *handover, p *Packet, opts Options, off offsetID, path int) {
+	limit := handoverMaxHeld
+	if st.maxHeld > 0 {
+		limit = st.maxHeld
+	}
+	if len(h.held) >= limit {
 		h.over = true
 		return
 	}
 	h.held = append(h.held, heldPacket{p: p, opts: opts, offset: off, path: path})
 }
 
-// onlyTo returns opts narrowed to the socket id (its own room), keeping the
-// flags (volatile, compress).
-func onlyTo(id socket.SocketId, opts *socket.BroadcastOptions) *socket.BroadcastOptions {
-	o := &socket.BroadcastOptions{Rooms: types.NewSet(socket.Room(id)), Except: types.NewSet[socket.Room]()}
-	if opts != nil {
-		o.Flags = opts.Flags
-	}
-	return o
-}
-
-func roomSet(s *types.Set[socket.Room]) map[string]struct{} {
-	m := map[string]struct{}{}
-	if s != nil {
-		for _, r := range s.Keys() {
-			m[string(r)] = struct{}{}
-		}
-	}
-	return m
-}
-
 // includes is Node's shouldIncludePacket: the packet went to every socket
 // or to one of rooms, and to none of its except rooms.
-func includes(rooms map[string]struct{}, opts *socket.BroadcastOptions) bool {
-	if opts == nil {
-		return true
-	}
-	if opts.Rooms != nil && opts.Rooms.Len() > 0 {
+func includes(rooms map[string]struct{}, opts Options) bool {
+	if len(opts.Rooms) > 0 {
 		in := false
-		for _, r := range opts.Rooms.Keys() {
-			if _, ok := rooms[string(r)]; ok {
+		for _, r := range opts.Rooms {
+			if _, ok := rooms[r]; ok {
 				in = true
 				break
 			}
@@ -549,11 +531,9 @@ func includes(rooms map[string]struct{}, opts *socket.BroadcastOptions) bool {
 			return false
 		}
 	}
-	if opts.Except != nil {
-		for _, r := range opts.Except.Keys() {
-			if _, ok := rooms[string(r)]; ok {
-				return false
-			}
+	for _, r := range opts.Except {
+		if _, ok := rooms[r]; ok {
+			return false
 		}
 	}
 	return true

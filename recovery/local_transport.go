@@ -17,6 +17,9 @@ import (
 //	store := recovery.NewMemoryStore(recovery.MemoryStoreOptions{})
 //	builder, _ := adapter.New(recovery.NewLocalTransport(log),
 //		adapter.Config{Sessions: &recovery.Sessions{Store: store, Log: log}})
+//
+// Without recovery, a single node runs the same adapter over
+// NewLocalTransport(nil): nothing is logged, and no offset is given.
 type LocalTransport struct {
 	log *MemoryLog
 
@@ -26,13 +29,16 @@ type LocalTransport struct {
 
 var _ adapter.Transport = (*LocalTransport)(nil)
 
-// NewLocalTransport returns a LocalTransport appending to log.
+// NewLocalTransport returns a LocalTransport appending to log. A nil log is
+// valid: the transport of a single node without connection state recovery,
+// which appends nothing and gives every publication the offset "".
 func NewLocalTransport(log *MemoryLog) *LocalTransport {
 	return &LocalTransport{log: log}
 }
 
 // Publish implements adapter.Transport: a broadcast of an event without ack
-// is appended to the log and gets its offset; nothing else goes anywhere.
+// is appended to the log, if any, and gets its offset; nothing else goes
+// anywhere.
 func (t *LocalTransport) Publish(ctx context.Context, msg *adapter.Message) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
@@ -42,6 +48,9 @@ func (t *LocalTransport) Publish(ctx context.Context, msg *adapter.Message) (str
 	t.mu.Unlock()
 	if closed {
 		return "", adapter.ErrClosed
+	}
+	if t.log == nil {
+		return "", nil
 	}
 	d, ok := msg.Data.(*adapter.BroadcastData)
 	if msg.Type != adapter.Broadcast || !ok || d == nil || d.RequestID != "" || d.Packet.ID != nil ||

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/sockstream/sockstream/adapter"
 )
@@ -52,3 +53,75 @@ func TestLocalTransport(t *testing.T) {
 		t.Errorf("after Close: %v", err)
 	}
 }
+
+// Without a log (a single node without recovery): every publication
+// succeeds, with no offset, until Close.
+func TestLocalTransportNilLog(t *testing.T) {
+	tr := NewLocalTransport(nil)
+	ctx := context.Background()
+	msg := &adapter.Message{UID: "u", Nsp: "/", Type: adapter.Broadcast, Data: &adapter.BroadcastData{
+		Packet: adapter.Packet{Type: 2, Data: []any{"e"}},
+		Opts:   adapter.Options{Rooms: []string{}, Except: []string{}},
+	}}
+	for _, m := range []*adapter.Message{msg, {UID: "u", Nsp: "/", Type: adapter.Heartbeat}} {
+		if off, err := tr.Publish(ctx, m); off != "" || err != nil {
+			t.Errorf("Publish(%s) = %q, %v; want no offset, no error", m.Type, off, err)
+		}
+	}
+	if n, err := tr.ServerCount(ctx, "/"); n != 1 || err != nil || !tr.Ready() {
+		t.Errorf("ServerCount = %d, %v; Ready %v", n, err, tr.Ready())
+	}
+	unsub, err := tr.Subscribe(ctx, "/", "u", func(*adapter.Message) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unsub()
+	_ = tr.Close()
+	if _, err := tr.Publish(ctx, msg); !errors.Is(err, adapter.ErrClosed) {
+		t.Errorf("after Close: %v, want ErrClosed", err)
+	}
+}
+
+// The adapter over a LocalTransport without log: a single node's
+// broadcasts reach its sockets, without offsets.
+func TestLocalTransportNilLogAdapter(t *testing.T) {
+	b, err := adapter.New(NewLocalTransport(nil), adapter.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := &localNS{got: make(chan []any, 1)}
+	a := b.New(ns)
+	defer a.Close()
+	a.AddAll("s1", []string{"s1"})
+	if err := a.Broadcast(&adapter.Packet{Type: 2, Data: []any{"hi", 1.0}}, adapter.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case data := <-ns.got:
+		if len(data) != 2 || data[0] != "hi" {
+			t.Errorf("delivered %v, want [hi 1] without offset", data)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no delivery")
+	}
+	if n := a.ServerCount(); n != 1 {
+		t.Errorf("ServerCount %d", n)
+	}
+}
+
+// localNS is a minimal adapter.Namespace: it reports what Deliver gets.
+type localNS struct{ got chan []any }
+
+func (n *localNS) Name() string { return "/" }
+func (n *localNS) Deliver(p *adapter.Packet, ids []string, _ adapter.Flags) {
+	if len(ids) == 1 && ids[0] == "s1" {
+		n.got <- append([]any(nil), p.Data...)
+	}
+}
+func (n *localNS) DeliverWithAck(*adapter.Packet, []string, adapter.Flags, func([]any)) int {
+	return 0
+}
+func (n *localNS) Disconnect([]string, bool)              {}
+func (n *localNS) Describe([]string) []adapter.SocketInfo { return nil }
+func (n *localNS) ServerSideEmit([]any, func([]any))      {}
+func (n *localNS) CloseConn(string)                       {}

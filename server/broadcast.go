@@ -4,24 +4,24 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/zishang520/socket.io/parsers/socket/v3/parser"
-	"github.com/zishang520/socket.io/servers/socket/v3"
-	"github.com/zishang520/socket.io/v3/pkg/types"
+	"github.com/sockstream/sockstream/adapter"
+	"github.com/sockstream/sockstream/internal/siocodec"
 )
 
 // Broadcast selects sockets of a namespace, cluster-wide, and acts on them.
 // Each method returns a new Broadcast, so a partial selection can be reused;
 // a Broadcast is safe for concurrent use.
 type Broadcast struct {
-	srv    *Server
-	nsp    socket.Namespace
+	nsp    *Namespace
 	rooms  []string
 	except []string
-	flags  socket.BroadcastFlags
+	flags  adapter.Flags
 }
 
 func (b *Broadcast) clone() *Broadcast {
@@ -71,16 +71,16 @@ func (b *Broadcast) Compress(on bool) *Broadcast {
 	return c
 }
 
-// operators returns one zishang520 operator per target namespace.
-func (b *Broadcast) operators() []*socket.BroadcastOperator {
-	nsps := targets(b.nsp)
-	ops := make([]*socket.BroadcastOperator, len(nsps))
-	for i, nsp := range nsps {
-		flags := b.flags
-		ops[i] = socket.NewBroadcastOperator(nsp.Adapter(),
-			types.NewSet(toRooms(b.rooms)...), types.NewSet(toRooms(b.except)...), &flags)
+// opts is the selection as the adapter takes it.
+func (b *Broadcast) opts() adapter.Options {
+	o := adapter.Options{Rooms: slices.Clone(b.rooms), Except: slices.Clone(b.except), Flags: b.flags}
+	if o.Rooms == nil {
+		o.Rooms = []string{}
 	}
-	return ops
+	if o.Except == nil {
+		o.Except = []string{}
+	}
+	return o
 }
 
 // Emit sends an event to the selected sockets.
@@ -88,9 +88,10 @@ func (b *Broadcast) Emit(event string, args ...any) error {
 	if err := checkEventName(event); err != nil {
 		return err
 	}
-	wire := toWireArgs(args)
-	for _, op := range b.operators() {
-		if err := op.Emit(event, wire...); err != nil {
+	data := append([]any{event}, args...)
+	for _, n := range b.nsp.targets() {
+		p := &adapter.Packet{Type: int(siocodec.Event), Data: data}
+		if err := n.adapter.Broadcast(p, b.opts()); err != nil {
 			return fmt.Errorf("broadcast %q: %w", event, err)
 		}
 	}
@@ -102,12 +103,6 @@ func (b *Broadcast) Emit(event string, args ...any) error {
 // value per client when each acks with one value, as in Node). ctx must have
 // a deadline: it is the ack timeout. When some clients do not answer in time
 // it returns the responses it got and an error wrapping ErrAckTimeout.
-//
-// It drives the adapter's BroadcastWithAck itself rather than through
-// zishang520's BroadcastOperator: the operator's timeout timer reads the
-// packet id the adapter writes without synchronization (a data race on every
-// timed-out broadcast, reported by -race), and a caller's deadline racing
-// that timer lost the responses already received (TestBroadcastWithAck).
 func (b *Broadcast) EmitWithAck(ctx context.Context, event string, args ...any) ([]any, error) {
 	if err := checkEventName(event); err != nil {
 		return nil, err
@@ -116,26 +111,23 @@ func (b *Broadcast) EmitWithAck(ctx context.Context, event string, args ...any) 
 	if !ok {
 		return nil, fmt.Errorf("broadcast %q with ack: ctx has no deadline", event)
 	}
-	timeout := max(time.Until(dl), time.Millisecond)
-	flags := b.flags
-	flags.Timeout = &timeout
+	timeoutMs := max(time.Until(dl), time.Millisecond).Milliseconds()
 	c := &ackCollector{done: make(chan struct{}), expectedServers: -1}
-	wire := toWireArgs(args)
-	type sent struct {
-		nsp    socket.Namespace
-		packet *parser.Packet
-	}
-	var sends []sent
-	var servers int64
-	for _, nsp := range targets(b.nsp) {
-		p := &parser.Packet{Type: parser.EVENT, Data: append([]any{event}, wire...)}
-		nsp.Adapter().BroadcastWithAck(p, &socket.BroadcastOptions{
-			Rooms:  types.NewSet(toRooms(b.rooms)...),
-			Except: types.NewSet(toRooms(b.except)...),
-			Flags:  &flags,
-		}, c.clientCount, c.response)
-		servers += nsp.Adapter().ServerCount()
-		sends = append(sends, sent{nsp, p})
+	data := append([]any{event}, args...)
+	servers := 0
+	for _, n := range b.nsp.targets() {
+		id := n.nextAckID()
+		opts := b.opts()
+		opts.Flags.TimeoutMs = &timeoutMs
+		p := &adapter.Packet{Type: int(siocodec.Event), Data: data, ID: &id}
+		if err := n.adapter.BroadcastWithAck(p, opts, c.clientCount, c.response); err != nil {
+			return nil, fmt.Errorf("broadcast %q with ack: %w", event, err)
+		}
+		if b.flags.Local {
+			servers++
+		} else {
+			servers += n.adapter.ServerCount()
+		}
 	}
 	c.setExpectedServers(servers)
 
@@ -147,18 +139,6 @@ func (b *Broadcast) EmitWithAck(ctx context.Context, event string, args ...any) 
 	}
 	all, complete := c.result()
 	if !complete {
-		// Drop the pending acks, so that late answers find nothing and the
-		// sockets do not keep the callbacks.
-		for _, s := range sends {
-			if s.packet.Id == nil {
-				continue
-			}
-			id := *s.packet.Id
-			s.nsp.Sockets().Range(func(_ socket.SocketId, sock *socket.Socket) bool {
-				sock.Acks().Delete(id)
-				return true
-			})
-		}
 		return all, err
 	}
 	return all, nil
@@ -170,15 +150,15 @@ func (b *Broadcast) EmitWithAck(ctx context.Context, event string, args ...any) 
 type ackCollector struct {
 	mu              sync.Mutex
 	responses       []any
-	answered        uint64
-	expectedClients uint64
-	servers         int64
-	expectedServers int64 // -1 until known
+	answered        int
+	expectedClients int
+	servers         int
+	expectedServers int // -1 until known
 	closed          bool
 	done            chan struct{}
 }
 
-func (c *ackCollector) clientCount(n uint64) {
+func (c *ackCollector) clientCount(n int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.expectedClients += n
@@ -186,18 +166,18 @@ func (c *ackCollector) clientCount(n uint64) {
 	c.check()
 }
 
-func (c *ackCollector) response(args []any, _ error) {
+func (c *ackCollector) response(args []any) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return
 	}
-	c.responses = append(c.responses, fromWire(args)...)
+	c.responses = append(c.responses, args...)
 	c.answered++
 	c.check()
 }
 
-func (c *ackCollector) setExpectedServers(n int64) {
+func (c *ackCollector) setExpectedServers(n int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.expectedServers = n
@@ -224,28 +204,15 @@ func (c *ackCollector) result() ([]any, bool) {
 
 // FetchSockets returns the selected sockets, cluster-wide.
 func (b *Broadcast) FetchSockets(ctx context.Context) ([]*RemoteSocket, error) {
-	type result struct {
-		sockets []*socket.RemoteSocket
-		err     error
-	}
-	ops := b.operators()
-	ch := make(chan result, len(ops))
-	for _, op := range ops {
-		op.FetchSockets()(func(s []*socket.RemoteSocket, err error) { ch <- result{s, err} })
-	}
 	var out []*RemoteSocket
 	var errs []error
-	for range ops {
-		select {
-		case r := <-ch:
-			if r.err != nil {
-				errs = append(errs, r.err)
-			}
-			for _, s := range r.sockets {
-				out = append(out, &RemoteSocket{raw: s})
-			}
-		case <-ctx.Done():
-			return nil, fmt.Errorf("fetch sockets: %w", ctx.Err())
+	for _, n := range b.nsp.targets() {
+		infos, err := n.adapter.FetchSockets(ctx, b.opts())
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for _, info := range infos {
+			out = append(out, &RemoteSocket{nsp: n, info: info})
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -256,59 +223,107 @@ func (b *Broadcast) FetchSockets(ctx context.Context) ([]*RemoteSocket, error) {
 
 // SocketsJoin makes the selected sockets join rooms.
 func (b *Broadcast) SocketsJoin(rooms ...string) {
-	for _, op := range b.operators() {
-		op.SocketsJoin(toRooms(rooms)...)
+	for _, n := range b.nsp.targets() {
+		b.report("sockets join", n.adapter.AddSockets(b.opts(), rooms))
 	}
 }
 
 // SocketsLeave makes the selected sockets leave rooms.
 func (b *Broadcast) SocketsLeave(rooms ...string) {
-	for _, op := range b.operators() {
-		op.SocketsLeave(toRooms(rooms)...)
+	for _, n := range b.nsp.targets() {
+		b.report("sockets leave", n.adapter.DelSockets(b.opts(), rooms))
 	}
 }
 
 // DisconnectSockets disconnects the selected sockets; with closeConn their
 // connections are closed too.
 func (b *Broadcast) DisconnectSockets(closeConn bool) {
-	for _, op := range b.operators() {
-		op.DisconnectSockets(closeConn)
+	for _, n := range b.nsp.targets() {
+		b.report("disconnect sockets", n.adapter.DisconnectSockets(b.opts(), closeConn))
+	}
+}
+
+func (b *Broadcast) report(op string, err error) {
+	if err != nil {
+		b.nsp.srv.log.Warn("sockstream: "+op+" failed", "nsp", b.nsp.name, "err", err)
 	}
 }
 
 // RemoteSocket is a socket returned by FetchSockets, on this node or another.
 type RemoteSocket struct {
-	raw *socket.RemoteSocket
+	nsp  *Namespace
+	info adapter.SocketInfo
 }
 
 // ID is the socket's id.
-func (r *RemoteSocket) ID() string { return string(r.raw.Id()) }
+func (r *RemoteSocket) ID() string { return r.info.ID }
 
 // Rooms lists the socket's rooms.
-func (r *RemoteSocket) Rooms() []string { return fromRoomSet(r.raw.Rooms()) }
+func (r *RemoteSocket) Rooms() []string { return r.info.Rooms }
 
 // Data is the socket's data (see Socket.SetData).
-func (r *RemoteSocket) Data() any { return r.raw.Data() }
+func (r *RemoteSocket) Data() any { return r.info.Data }
 
 // Handshake is the socket's handshake.
-func (r *RemoteSocket) Handshake() Handshake { return convertHandshake(r.raw.Handshake()) }
+func (r *RemoteSocket) Handshake() Handshake {
+	h := r.info.Handshake
+	hs := Handshake{
+		Headers: http.Header{},
+		Query:   url.Values{},
+		Auth:    h.Auth,
+		Address: h.Address,
+		Secure:  h.Secure,
+		URL:     h.URL,
+		Time:    time.UnixMilli(h.Issued),
+	}
+	if hs.Auth == nil {
+		hs.Auth = map[string]any{}
+	}
+	for k, v := range h.Headers {
+		switch t := v.(type) {
+		case string:
+			hs.Headers.Add(k, t)
+		case []any:
+			for _, x := range t {
+				hs.Headers.Add(k, fmt.Sprint(x))
+			}
+		case []string:
+			for _, x := range t {
+				hs.Headers.Add(k, x)
+			}
+		}
+	}
+	for k, v := range h.Query {
+		switch t := v.(type) {
+		case string:
+			hs.Query.Add(k, t)
+		case []any:
+			for _, x := range t {
+				hs.Query.Add(k, fmt.Sprint(x))
+			}
+		case []string:
+			for _, x := range t {
+				hs.Query.Add(k, x)
+			}
+		}
+	}
+	return hs
+}
+
+func (r *RemoteSocket) only() *Broadcast {
+	return &Broadcast{nsp: r.nsp, rooms: []string{r.info.ID}}
+}
 
 // Emit sends an event to the socket, wherever it is.
 func (r *RemoteSocket) Emit(event string, args ...any) error {
-	if err := checkEventName(event); err != nil {
-		return err
-	}
-	if err := r.raw.Emit(event, toWireArgs(args)...); err != nil {
-		return fmt.Errorf("emit %q: %w", event, err)
-	}
-	return nil
+	return r.only().Emit(event, args...)
 }
 
 // Join makes the socket join rooms.
-func (r *RemoteSocket) Join(rooms ...string) { r.raw.Join(toRooms(rooms)...) }
+func (r *RemoteSocket) Join(rooms ...string) { r.only().SocketsJoin(rooms...) }
 
 // Leave makes the socket leave rooms.
-func (r *RemoteSocket) Leave(rooms ...string) { r.raw.Leave(toRooms(rooms)...) }
+func (r *RemoteSocket) Leave(rooms ...string) { r.only().SocketsLeave(rooms...) }
 
 // Disconnect disconnects the socket.
-func (r *RemoteSocket) Disconnect(closeConn bool) { r.raw.Disconnect(closeConn) }
+func (r *RemoteSocket) Disconnect(closeConn bool) { r.only().DisconnectSockets(closeConn) }

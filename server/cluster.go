@@ -133,22 +133,51 @@ func (r *RedisConfig) registerFlags(fs *flag.FlagSet, d RedisConfig) {
 	fs.DurationVar(&r.RequestTimeout, "redis-request-timeout", d.RequestTimeout, "bound on cluster requests and Redis commands (env SOCKSTREAM_REDIS_REQUEST_TIMEOUT)")
 }
 
-// setupCluster builds the cluster adapter when Config.Redis is enabled and
-// no WithAdapter option gave another (and, without Redis, the adapter of
-// single-node recovery: see setupLocalRecovery). New calls it once the metrics are
-// registered, before it builds the zishang520 server.
-func (s *Server) setupCluster(o *options) error {
-	if !s.cfg.Redis.Enabled() {
-		return s.setupLocalRecovery(o)
-	}
-	if o.adapter != nil {
+// setupAdapter picks the adapter the namespaces use, unless a WithAdapter
+// option gave one: the cluster adapter over Redis Streams when Config.Redis
+// is enabled, else the same adapter core over an in-memory transport (with
+// a memory log and session store when recovery is on). One delivery path
+// either way. New calls it once the metrics are registered.
+func (s *Server) setupAdapter(o *options) error {
+	if o.builder != nil {
 		return nil
 	}
-	opt, err := clusterOption(s.cfg.Redis, s.cfg.Recovery.Enabled, s.log, s.registry)
-	if err != nil {
-		return err
+	if s.cfg.Redis.Enabled() {
+		opt, err := clusterOption(s.cfg.Redis, s.cfg.Recovery.Enabled, s.log, s.registry)
+		if err != nil {
+			return err
+		}
+		opt(o)
+		return nil
 	}
-	opt(o)
+	acfg := adapter.Config{Logger: s.log, Registerer: s.registry}
+	var plog *recovery.MemoryLog
+	var closeStore func() error
+	if s.cfg.Recovery.Enabled {
+		m, err := recovery.NewMetrics(s.registry)
+		if err != nil {
+			return fmt.Errorf("recovery metrics: %w", err)
+		}
+		plog = recovery.NewMemoryLog(recovery.MemoryLogOptions{MaxAge: s.cfg.Recovery.MaxDisconnection})
+		store := recovery.NewMemoryStore(recovery.MemoryStoreOptions{Logger: s.log})
+		acfg.Sessions = &recovery.Sessions{Store: store, Log: plog, Metrics: m, Logger: s.log}
+		closeStore = store.Close
+	}
+	tr := recovery.NewLocalTransport(plog)
+	b, err := adapter.New(tr, acfg)
+	if err != nil {
+		err = fmt.Errorf("adapter: %w", err)
+		if closeStore != nil {
+			err = errors.Join(err, closeStore())
+		}
+		return errors.Join(err, tr.Close())
+	}
+	closeAll := tr.Close
+	if closeStore != nil {
+		closeAll = func() error { return errors.Join(tr.Close(), closeStore()) }
+	}
+	// The in-memory transport is always ready: /readyz needs no check.
+	WithAdapter(b, nil, closeAll)(o)
 	return nil
 }
 
@@ -161,7 +190,7 @@ func (s *Server) setupCluster(o *options) error {
 //
 // With recovery, sessions are kept in Redis and the missed packets read
 // from the stream, as Node's adapter does: a client recovers on any server
-// of the cluster. The zishang520 in-memory adapter cannot do that.
+// of the cluster.
 func clusterOption(r RedisConfig, recovering bool, log *slog.Logger, reg prometheus.Registerer) (Option, error) {
 	tr, err := cluster.New(cluster.Options{
 		URL:               r.URL,

@@ -52,6 +52,20 @@ type Config struct {
 	// Default 1,000,000.
 	MaxPayload int64
 
+	// MaxBufferedBytes bounds what may wait, written by the server and not
+	// yet taken by the client, on one connection. A client that stops
+	// reading is disconnected once it passes the bound, with the reason
+	// "slow consumer", a log line and sockstream_engine_slow_consumers_total;
+	// the other clients are unaffected. Default 16 MiB.
+	MaxBufferedBytes int
+	// WriteTimeout bounds each write to a client's connection; a client
+	// that takes longer is disconnected ("transport error"). Default 10s.
+	WriteTimeout time.Duration
+	// MaxAttachments is the most binary attachments one packet from a
+	// client may carry (socket.io-parser's maxAttachments); a packet with
+	// more closes that client's connection. Default 10.
+	MaxAttachments int
+
 	// Transports the server accepts. Default polling and WebSocket.
 	Transports []Transport
 	// DisableUpgrades stops clients upgrading from polling to WebSocket.
@@ -102,6 +116,9 @@ const (
 	DefaultMaxPayload       = 1_000_000
 	DefaultShutdownTimeout  = 10 * time.Second
 	DefaultMaxDisconnection = 2 * time.Minute
+	DefaultMaxBufferedBytes = 16 << 20
+	DefaultWriteTimeout     = 10 * time.Second
+	DefaultMaxAttachments   = 10
 )
 
 // ErrInvalidConfig is wrapped by every error Validate returns.
@@ -146,6 +163,15 @@ func (c Config) withDefaults() Config {
 	}
 	if len(c.Transports) == 0 {
 		c.Transports = []Transport{Polling, WebSocket}
+	}
+	if c.MaxBufferedBytes == 0 {
+		c.MaxBufferedBytes = DefaultMaxBufferedBytes
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.MaxAttachments == 0 {
+		c.MaxAttachments = DefaultMaxAttachments
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
@@ -198,6 +224,7 @@ func (c Config) Validate() error {
 		{"connect-timeout", c.ConnectTimeout},
 		{"upgrade-timeout", c.UpgradeTimeout},
 		{"shutdown-timeout", c.ShutdownTimeout},
+		{"write-timeout", c.WriteTimeout},
 		{"recovery-max-disconnection", c.Recovery.MaxDisconnection},
 	}
 	for _, d := range durations {
@@ -210,6 +237,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxPayload < 0 {
 		return bad("max-payload", "%d is negative", c.MaxPayload)
+	}
+	if c.MaxBufferedBytes < 0 {
+		return bad("max-buffered-bytes", "%d is negative", c.MaxBufferedBytes)
+	}
+	if c.MaxAttachments < 0 {
+		return bad("max-attachments", "%d is negative", c.MaxAttachments)
 	}
 	seen := map[Transport]bool{}
 	for _, t := range c.Transports {
@@ -247,12 +280,17 @@ func normalizeOrigins(origins []string) []string {
 	}
 	out := make([]string, len(origins))
 	for i, o := range origins {
-		u, err := url.Parse(o)
-		if o == "*" || err != nil || u.Scheme == "" || u.Host == "" || u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" {
-			out[i] = o // Validate reports it
-			continue
-		}
-		out[i] = strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host)
+		out[i] = normalizeOrigin(o) // Validate reports what is not an origin
 	}
 	return out
+}
+
+// normalizeOrigin is one origin as browsers send it, or o unchanged when it
+// is not an origin.
+func normalizeOrigin(o string) string {
+	u, err := url.Parse(o)
+	if o == "*" || err != nil || u.Scheme == "" || u.Host == "" || u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" {
+		return o
+	}
+	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host)
 }

@@ -254,64 +254,6 @@ func TestConformanceInvalidEnginePacketClosesSession(t *testing.T) {
 	}
 }
 
-// TestConformancePollAfterUpgrade pins the wiring of internal/engineio in
-// server.New: a poll the server holds when the client's UPGRADE arrives is
-// answered 400, like one sent after it.
-func TestConformancePollAfterUpgrade(t *testing.T) {
-	// No PING may answer the poll first.
-	srv, url := confServer(t, time.Minute, func(c *server.Config) { c.PingInterval = time.Minute })
-	ctx := confContext(t)
-	p := &eiotest.Poller{URL: url}
-	if _, err := p.Handshake(ctx); err != nil {
-		t.Fatal(err)
-	}
-	pending := make(chan eiotest.Response, 1)
-	go func() {
-		r, err := p.Get(ctx)
-		if err != nil {
-			r = eiotest.Response{Status: -1, Body: err.Error()}
-		}
-		pending <- r
-	}()
-	conn, ok := srv.Raw().Engine().Clients().Load(p.SID)
-	if !ok {
-		t.Fatal("session not found on the server")
-	}
-	// The transport is writable exactly while a poll waits for data.
-	for deadline := time.Now().Add(confWait); !conn.Transport().Writable(); {
-		if time.Now().After(deadline) {
-			t.Fatal("the poll never became pending")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	ws, err := eiotest.DialWS(ctx, url, p.SID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
-	// UPGRADE without a probe, so that no NOOP answers the poll in between.
-	confSend(t, ws, "5")
-	// Without the correction: 200 with the CLOSE packet of the old transport.
-	if r := <-pending; r.Status != http.StatusBadRequest {
-		t.Errorf("poll pending at the upgrade = %d %q, want 400", r.Status, r.Body)
-	}
-	if r, err := p.Get(ctx); err != nil || r.Status != http.StatusBadRequest {
-		t.Errorf("poll after the upgrade = %+v, %v; want 400", r, err)
-	}
-	if auth := confConnect(t, ctx, ws, "", ""); auth != `42["auth",{}]` {
-		t.Errorf("auth over the upgraded session = %q", auth)
-	}
-	// A second WebSocket with the same sid is refused.
-	ws2, err := eiotest.DialWS(ctx, url, p.SID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws2.Close()
-	if err := ws2.WaitClosed(ctx); err != nil {
-		t.Errorf("second upgrade with the same sid: %v", err)
-	}
-}
-
 func TestConformanceAuth(t *testing.T) {
 	_, url := confServer(t, time.Minute, confPatient)
 	ctx := confContext(t)

@@ -28,6 +28,11 @@
 // is up), /readyz (the server accepts traffic and its adapter's backend is
 // reachable) and /metrics (Prometheus).
 //
-// The server is built on zishang520's Socket.IO for Go (servers/socket/v3).
-// Its types stay behind this package; Raw methods reach them when needed.
+// The Socket.IO and Engine.IO server layers are sockstream's own
+// (internal/eio, internal/siocodec and this package; docs/core.md says which
+// goroutine owns what): a client's packets are handled in the order they
+// arrive by the goroutine reading its connection, a namespace's CONNECT is
+// answered with its socket already registered, and every connection's output
+// is bounded (Config.MaxBufferedBytes). A single node runs the same adapter
+// core as a cluster, over an in-memory transport.
 package server

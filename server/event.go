@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync/atomic"
-
-	"github.com/zishang520/socket.io/servers/socket/v3"
 )
 
 // Event is an event received from a client (or from another server, for
@@ -17,20 +15,8 @@ type Event struct {
 	// string, bool, nil, []any, map[string]any) and []byte for binary.
 	Args []any
 
-	ack   socket.Ack
+	ack   func(args []any)
 	acked atomic.Bool
-}
-
-func newEvent(name string, args []any) *Event {
-	e := &Event{Name: name}
-	if n := len(args); n > 0 {
-		if ack, ok := args[n-1].(socket.Ack); ok {
-			e.ack = ack
-			args = args[:n-1]
-		}
-	}
-	e.Args = fromWire(args)
-	return e
 }
 
 // HasAck reports whether the sender asked for an acknowledgement.
@@ -44,7 +30,10 @@ func (e *Event) Ack(args ...any) bool {
 	if e.ack == nil || !e.acked.CompareAndSwap(false, true) {
 		return false
 	}
-	e.ack(toWireArgs(args), nil)
+	if args == nil {
+		args = []any{}
+	}
+	e.ack(args)
 	return true
 }
 

@@ -330,7 +330,7 @@ func TestNamespaces(t *testing.T) {
 			t.Errorf("dynamic LocalSocketCount = %d, want 2", n)
 		}
 
-		// Operations zishang520's parent namespace does not forward.
+		// Operations on every namespace of the dynamic parent.
 		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 		defer cancel()
 		fetched, err := dyn.FetchSockets(ctx)
@@ -347,10 +347,12 @@ func TestNamespaces(t *testing.T) {
 		if !slices.Equal(ids, want) {
 			t.Errorf("dynamic FetchSockets = %q, want %q", ids, want)
 		}
+		// SocketsJoin and SocketsLeave take effect in call order after
+		// the operations queued before them, shortly after they return.
 		dyn.SocketsJoin("joined")
-		if !slices.Contains(dynSockets["/room-1"].Rooms(), "joined") || !slices.Contains(dynSockets["/room-2"].Rooms(), "joined") {
-			t.Error("dynamic SocketsJoin: a socket did not join")
-		}
+		eventually(t, "dynamic SocketsJoin: both sockets join", func() bool {
+			return slices.Contains(dynSockets["/room-1"].Rooms(), "joined") && slices.Contains(dynSockets["/room-2"].Rooms(), "joined")
+		})
 		if err := dyn.To("joined").Emit("in-joined"); err != nil {
 			t.Fatal(err)
 		}
@@ -379,9 +381,9 @@ func TestNamespaces(t *testing.T) {
 		}
 
 		dyn.SocketsLeave("joined")
-		if slices.Contains(dynSockets["/room-1"].Rooms(), "joined") {
-			t.Error("dynamic SocketsLeave: socket still in the room")
-		}
+		eventually(t, "dynamic SocketsLeave: the sockets leave", func() bool {
+			return !slices.Contains(dynSockets["/room-1"].Rooms(), "joined") && !slices.Contains(dynSockets["/room-2"].Rooms(), "joined")
+		})
 		dyn.DisconnectSockets(false)
 		for _, id := range []string{"room-1", "room-2"} {
 			if r := d.waitType(id, "disconnect"); r.Reason != "io server disconnect" {

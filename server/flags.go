@@ -24,6 +24,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ConnectTimeout, "connect-timeout", d.ConnectTimeout, "time a client has to join a namespace (env SOCKSTREAM_CONNECT_TIMEOUT)")
 	fs.DurationVar(&c.UpgradeTimeout, "upgrade-timeout", d.UpgradeTimeout, "bound on the upgrade from polling to WebSocket (env SOCKSTREAM_UPGRADE_TIMEOUT)")
 	fs.Int64Var(&c.MaxPayload, "max-payload", d.MaxPayload, "largest message a client may send, in bytes (env SOCKSTREAM_MAX_PAYLOAD)")
+	fs.IntVar(&c.MaxBufferedBytes, "max-buffered-bytes", d.MaxBufferedBytes, "bound on what may wait for one client; past it the client is disconnected as a slow consumer (env SOCKSTREAM_MAX_BUFFERED_BYTES)")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", d.WriteTimeout, "bound on each write to a client (env SOCKSTREAM_WRITE_TIMEOUT)")
+	fs.IntVar(&c.MaxAttachments, "max-attachments", d.MaxAttachments, "most binary attachments in one packet from a client (env SOCKSTREAM_MAX_ATTACHMENTS)")
 	// The Var flags show the field's value as their default: set it, as the
 	// other flags do.
 	if len(c.Transports) == 0 {

@@ -2,14 +2,10 @@ package server
 
 import (
 	"net/http"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/sockstream/sockstream/internal/engineio"
-	"github.com/zishang520/socket.io/parsers/engine/v3/packet"
-	"github.com/zishang520/socket.io/servers/socket/v3"
-	"github.com/zishang520/socket.io/v3/pkg/types"
+	"github.com/sockstream/sockstream/internal/eio"
 )
 
 // serverMetrics are the metrics of the Socket.IO layer, declared in one place.
@@ -18,10 +14,6 @@ type serverMetrics struct {
 	connections  *prometheus.CounterVec
 	disconnects  *prometheus.CounterVec
 	emits        *prometheus.CounterVec
-	instrumented sync.Map // socket.Namespace → struct{}
-	// gatedNames are the names of the instrumented namespaces: those whose
-	// "connection" event opens the connect gate (conn.go).
-	gatedNames sync.Map // string → struct{}
 
 	// Engine.IO level: every packet of every transport, heartbeats and
 	// handshakes included.
@@ -30,6 +22,7 @@ type serverMetrics struct {
 	packetsOut  prometheus.Counter
 	bytesIn     prometheus.Counter
 	bytesOut    prometheus.Counter
+	slow        prometheus.Counter
 }
 
 func newServerMetrics(reg prometheus.Registerer) (*serverMetrics, error) {
@@ -70,9 +63,13 @@ func newServerMetrics(reg prometheus.Registerer) (*serverMetrics, error) {
 			Name: "sockstream_engine_sent_bytes_total",
 			Help: "Payload bytes of the Engine.IO packets queued for clients (without the transport's framing).",
 		}),
+		slow: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sockstream_engine_slow_consumers_total",
+			Help: "Engine.IO connections closed because what was queued for them passed Config.MaxBufferedBytes.",
+		}),
 	}
 	for _, c := range []prometheus.Collector{m.connected, m.connections, m.disconnects, m.emits,
-		m.engineConns, m.packetsIn, m.packetsOut, m.bytesIn, m.bytesOut} {
+		m.engineConns, m.packetsIn, m.packetsOut, m.bytesIn, m.bytesOut, m.slow} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -100,88 +97,22 @@ var knownReasons = map[string]bool{
 	"client namespace disconnect": true, "server namespace disconnect": true,
 	"transport close": true, "transport error": true, "ping timeout": true,
 	"parse error": true, "forced close": true, "forced server close": true,
-	"server shutting down": true,
-}
-
-// instrument sets a namespace up, once: it fixes the handshake's auth before
-// any middleware sees it, and wraps and counts each connection before the
-// OnConnection handlers run. A dynamic namespace passes both on to the
-// namespaces it creates.
-func (s *Server) instrument(nsp socket.Namespace) {
-	if _, loaded := s.metrics.instrumented.LoadOrStore(nsp, struct{}{}); loaded {
-		return
-	}
-	s.metrics.gatedNames.Store(nsp.Name(), struct{}{})
-	// zishang520 leaves Handshake.Auth nil when the client sends no auth
-	// payload (the official client sends none unless told to); Node's
-	// socket.io gives {}. Fixed here, first thing, so that middlewares,
-	// handlers, Raw() and FetchSockets all see {} (TestHandshakeAuth).
-	nsp.Use(func(raw *socket.Socket, next func(*socket.ExtendedError)) {
-		// The children of a dynamic namespace inherit this middleware
-		// and the "connection" listener below, not the name above.
-		if name := raw.Nsp().Name(); name != nsp.Name() {
-			s.metrics.gatedNames.LoadOrStore(name, struct{}{})
-		}
-		if h := raw.Handshake(); h != nil && h.Auth == nil {
-			h.Auth = map[string]any{}
-		}
-		next(nil)
-	})
-	_ = nsp.On("connection", func(args ...any) {
-		if len(args) == 0 {
-			return
-		}
-		if raw, ok := args[0].(*socket.Socket); ok {
-			// zishang520 fires "connection" right after it registered
-			// the socket with its client: the namespace's packets may
-			// pass now (connectGate).
-			if cs := s.connState(raw.Conn()); cs != nil {
-				cs.registered(raw.Nsp().Name())
-			}
-			s.wrap(raw).connected()
-		}
-	})
+	"server shutting down": true, "slow consumer": true,
 }
 
 func metricsHandler(g prometheus.Gatherer) http.Handler {
 	return promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
 
-// packetReceived counts a packet an engine socket received ("packet",
-// emitted before anything reads its payload), except the PONG copies of the
-// heartbeat correction, which no client sent (see engineio.WebSocket).
-func (m *serverMetrics) packetReceived(p *packet.Packet) {
-	if engineio.IsReplayedPong(p) {
-		return
-	}
-	m.packetsIn.Inc()
-	m.bytesIn.Add(payloadSize(p))
-}
 
-// packetQueued counts a packet queued for a client ("packetCreate", whose
-// payload is the socket's own copy: broadcasts clone it per client).
-func (m *serverMetrics) packetQueued(p *packet.Packet) {
-	m.packetsOut.Inc()
-	m.bytesOut.Add(payloadSize(p))
-}
-
-// payloadSize is the size of p's payload; 0 for packets without one.
-func payloadSize(p *packet.Packet) float64 {
-	if p == nil || p.Data == nil {
-		return 0
+// engine is what the Engine.IO server counts.
+func (m *serverMetrics) engine() *eio.Metrics {
+	return &eio.Metrics{
+		Sessions:      m.engineConns,
+		PacketsIn:     m.packetsIn,
+		PacketsOut:    m.packetsOut,
+		BytesIn:       m.bytesIn,
+		BytesOut:      m.bytesOut,
+		SlowConsumers: m.slow,
 	}
-	// Both embed a *types.Buffer, whose Len panics when it is nil.
-	switch d := p.Data.(type) {
-	case *types.StringBuffer:
-		if d != nil && d.Buffer != nil {
-			return float64(d.Len())
-		}
-	case *types.BytesBuffer:
-		if d != nil && d.Buffer != nil {
-			return float64(d.Len())
-		}
-	case interface{ Len() int }:
-		return float64(d.Len())
-	}
-	return 0
 }

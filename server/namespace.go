@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
 
-	"github.com/zishang520/socket.io/servers/socket/v3"
+	"github.com/sockstream/sockstream/adapter"
 )
 
 // Namespace is a Socket.IO namespace: a channel with its own handlers,
@@ -13,14 +16,48 @@ import (
 // Namespace from OfDynamic stands for every namespace it serves: its
 // broadcasts and socket operations reach all of them.
 type Namespace struct {
-	raw socket.Namespace
-	srv *Server
+	srv  *Server
+	name string
+
+	// adapter is the namespace's rooms, here and across the cluster; nil
+	// for the parent of dynamic namespaces (its children have one each).
+	adapter adapter.Adapter
+
+	// match is set on a dynamic parent: the names it serves.
+	match func(name string, auth map[string]any) bool
+
+	mu          sync.Mutex
+	sockets     map[string]*Socket // connected sockets by id
+	middlewares []Middleware
+	onConnect   []func(*Socket)
+	serverSide  map[string][]func(*Event)
+	children    []*Namespace // of a dynamic parent
+
+	ackIDs atomic.Uint64 // ack ids of emits and broadcasts with acks
+	// sse runs the server-side emit handlers, in order, off the adapter's
+	// goroutines.
+	sse handlerQueue
+}
+
+func (s *Server) newNamespace(name string) *Namespace {
+	n := &Namespace{srv: s, name: name, sockets: map[string]*Socket{}, serverSide: map[string][]func(*Event){}}
+	n.sse.srv = s
+	return n
 }
 
 // Of returns the namespace named name ("/" is the main one), creating it.
 func (s *Server) Of(name string) *Namespace {
-	n := &Namespace{raw: s.io.Of(name, nil), srv: s}
-	s.instrument(n.raw)
+	if name == "" || name[0] != '/' {
+		name = "/" + name
+	}
+	s.nspMu.Lock()
+	defer s.nspMu.Unlock()
+	if n, ok := s.nsps[name]; ok {
+		return n
+	}
+	n := s.newNamespace(name)
+	n.adapter = s.newAdapter((*local)(n))
+	s.nsps[name] = n
 	return n
 }
 
@@ -32,12 +69,77 @@ func (s *Server) Of(name string) *Namespace {
 // ones it was created with (as in Node). Socket.Namespace tells which
 // namespace a socket is in.
 func (s *Server) OfDynamic(match func(name string, auth map[string]any) bool) *Namespace {
-	fn := func(name string, auth map[string]any, next func(error, bool)) {
-		next(nil, match(name, auth))
-	}
-	n := &Namespace{raw: s.io.Of(socket.ParentNspNameMatchFn(&fn), nil), srv: s}
-	s.instrument(n.raw)
+	s.nspMu.Lock()
+	defer s.nspMu.Unlock()
+	n := s.newNamespace(fmt.Sprintf("/_%d", len(s.parents)))
+	n.match = match
+	s.parents = append(s.parents, n)
 	return n
+}
+
+// lookup returns the namespace a client asks for, creating a dynamic one
+// when a parent matches; nil when none serves the name.
+func (s *Server) lookup(name string, auth map[string]any) *Namespace {
+	s.nspMu.Lock()
+	n, ok := s.nsps[name]
+	parents := slices.Clone(s.parents)
+	s.nspMu.Unlock()
+	if ok {
+		return n
+	}
+	for _, p := range parents {
+		if !p.matches(name, auth) {
+			continue
+		}
+		s.nspMu.Lock()
+		if n, ok := s.nsps[name]; ok { // created meanwhile
+			s.nspMu.Unlock()
+			return n
+		}
+		child := p.child(name)
+		child.adapter = s.newAdapter((*local)(child))
+		s.nsps[name] = child
+		s.nspMu.Unlock()
+		return child
+	}
+	return nil
+}
+
+// matches runs the parent's match function, a panic counting as no.
+func (n *Namespace) matches(name string, auth map[string]any) (ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			n.srv.log.Error("sockstream: OfDynamic match panicked", "nsp", name, "panic", r)
+			ok = false
+		}
+	}()
+	return n.match(name, auth)
+}
+
+// child creates a namespace of a dynamic parent, with the parent's
+// middlewares and handlers as they are now.
+func (n *Namespace) child(name string) *Namespace {
+	c := n.srv.newNamespace(name)
+	n.mu.Lock()
+	c.middlewares = slices.Clone(n.middlewares)
+	c.onConnect = slices.Clone(n.onConnect)
+	for ev, hs := range n.serverSide {
+		c.serverSide[ev] = slices.Clone(hs)
+	}
+	n.children = append(n.children, c)
+	n.mu.Unlock()
+	return c
+}
+
+// targets are the namespaces an operation on n acts on: n itself, or the
+// children of a dynamic parent.
+func (n *Namespace) targets() []*Namespace {
+	if n.match == nil {
+		return []*Namespace{n}
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.children)
 }
 
 // OnConnection registers a handler for each new connection to the main
@@ -64,21 +166,15 @@ func (s *Server) Except(rooms ...string) *Broadcast { return s.Of("/").Except(ro
 func (s *Server) DisconnectSockets(closeConn bool) { s.Of("/").DisconnectSockets(closeConn) }
 
 // Name is the namespace's name, such as "/" or "/chat". A Namespace from
-// OfDynamic has an internal name of zishang520's, such as "/_0".
-func (n *Namespace) Name() string { return n.raw.Name() }
+// OfDynamic has an internal name, such as "/_0".
+func (n *Namespace) Name() string { return n.name }
 
 // OnConnection registers a handler for each new connection to the namespace.
 // It runs on the socket's handler goroutine, before any event handler.
 func (n *Namespace) OnConnection(h func(*Socket)) {
-	_ = n.raw.On("connection", func(args ...any) {
-		if len(args) == 0 {
-			return
-		}
-		if raw, ok := args[0].(*socket.Socket); ok {
-			sock := n.srv.wrap(raw)
-			sock.queue.push(func() { h(sock) })
-		}
-	})
+	n.mu.Lock()
+	n.onConnect = append(n.onConnect, h)
+	n.mu.Unlock()
 }
 
 // Middleware runs for every incoming connection before it is accepted, on the
@@ -97,21 +193,9 @@ func (e *ConnectError) Error() string { return e.Message }
 
 // Use adds a middleware; middlewares run in the order they were added.
 func (n *Namespace) Use(mw Middleware) {
-	n.raw.Use(func(raw *socket.Socket, next func(*socket.ExtendedError)) {
-		sock := n.srv.wrap(raw)
-		err := mw(sock)
-		if err == nil {
-			next(nil)
-			return
-		}
-		n.srv.forget(raw)
-		var ce *ConnectError
-		if errors.As(err, &ce) {
-			next(socket.NewExtendedError(ce.Message, toWire(ce.Data)))
-			return
-		}
-		next(socket.NewExtendedError(err.Error(), nil))
-	})
+	n.mu.Lock()
+	n.middlewares = append(n.middlewares, mw)
+	n.mu.Unlock()
 }
 
 // Emit sends an event to every client of the namespace, cluster-wide.
@@ -134,7 +218,7 @@ func (n *Namespace) Local() *Broadcast { return n.all().Local() }
 // Volatile broadcasts without buffering: clients not ready to receive miss it.
 func (n *Namespace) Volatile() *Broadcast { return n.all().Volatile() }
 
-func (n *Namespace) all() *Broadcast { return &Broadcast{srv: n.srv, nsp: n.raw} }
+func (n *Namespace) all() *Broadcast { return &Broadcast{nsp: n} }
 
 // FetchSockets returns every socket of the namespace, cluster-wide.
 func (n *Namespace) FetchSockets(ctx context.Context) ([]*RemoteSocket, error) {
@@ -154,7 +238,13 @@ func (n *Namespace) DisconnectSockets(closeConn bool) { n.all().DisconnectSocket
 // ServerSideEmit sends an event to the other servers of the cluster, where
 // OnServerSideEmit handlers receive it.
 func (n *Namespace) ServerSideEmit(event string, args ...any) error {
-	if err := n.raw.ServerSideEmit(event, toWireArgs(args)...); err != nil {
+	var errs []error
+	for _, t := range n.targets() {
+		if err := t.adapter.ServerSideEmit(append([]any{event}, args...)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("server-side emit %q: %w", event, err)
 	}
 	return nil
@@ -163,58 +253,42 @@ func (n *Namespace) ServerSideEmit(event string, args ...any) error {
 // ServerSideEmitWithAck sends an event to the other servers and returns one
 // response per server, or an error when some did not answer in time.
 func (n *Namespace) ServerSideEmitWithAck(ctx context.Context, event string, args ...any) ([]any, error) {
-	type result struct {
-		args []any
-		err  error
-	}
-	ch := make(chan result, 1)
-	err := n.raw.ServerSideEmitWithAck(event, toWireArgs(args)...)(func(a []any, err error) {
-		select {
-		case ch <- result{fromWire(a), err}:
-		default:
+	var all []any
+	for _, t := range n.targets() {
+		res, err := t.adapter.ServerSideEmitWithAck(ctx, append([]any{event}, args...))
+		all = append(all, res...)
+		if err != nil {
+			return all, fmt.Errorf("server-side emit %q: %w", event, err)
 		}
-	})
-	if err != nil {
-		return nil, fmt.Errorf("server-side emit %q: %w", event, err)
 	}
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			return r.args, fmt.Errorf("server-side emit %q: %w", event, r.err)
-		}
-		return r.args, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("server-side emit %q: %w", event, ctx.Err())
-	}
+	return all, nil
 }
 
 // OnServerSideEmit registers a handler for an event sent by another server
 // with ServerSideEmit. e.Ack answers a ServerSideEmitWithAck.
 func (n *Namespace) OnServerSideEmit(event string, h func(*Event)) {
-	_ = n.raw.On(event, func(args ...any) { h(newEvent(event, args)) })
+	n.mu.Lock()
+	n.serverSide[event] = append(n.serverSide[event], h)
+	n.mu.Unlock()
 }
 
 // LocalSocketCount is the number of sockets connected to this node in the
 // namespace (in all the namespaces of a dynamic one).
 func (n *Namespace) LocalSocketCount() int {
 	total := 0
-	for _, nsp := range targets(n.raw) {
-		total += nsp.Sockets().Len()
+	for _, t := range n.targets() {
+		t.mu.Lock()
+		total += len(t.sockets)
+		t.mu.Unlock()
 	}
 	return total
 }
 
-// Raw is the underlying zishang520 namespace.
-func (n *Namespace) Raw() socket.Namespace { return n.raw }
-
-// targets are the namespaces an operation on nsp acts on: nsp itself, or the
-// children of a dynamic (parent) namespace. zishang520's parent namespace
-// only forwards plain broadcasts to its children: FetchSockets fails, and
-// acks, SocketsJoin, SocketsLeave and DisconnectSockets see no socket at all
-// (TestNamespaces, "dynamic operations").
-func targets(nsp socket.Namespace) []socket.Namespace {
-	if p, ok := nsp.(socket.ParentNamespace); ok {
-		return p.Children().Keys()
-	}
-	return []socket.Namespace{nsp}
+// socket returns the connected socket id of the namespace, or nil.
+func (n *Namespace) socket(id string) *Socket {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.sockets[id]
 }
+
+func (n *Namespace) nextAckID() uint64 { return n.ackIDs.Add(1) - 1 }

@@ -15,10 +15,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/sockstream/sockstream/internal/engineio"
-	"github.com/zishang520/socket.io/servers/engine/v3/transports"
-	"github.com/zishang520/socket.io/servers/socket/v3"
-	"github.com/zishang520/socket.io/v3/pkg/types"
+	"github.com/sockstream/sockstream/adapter"
+	"github.com/sockstream/sockstream/internal/eio"
 )
 
 // Server is a Socket.IO v4 server. Build it with New, mount Handler on a
@@ -26,27 +24,27 @@ import (
 type Server struct {
 	cfg      Config
 	log      *slog.Logger
-	io       *socket.Server
-	engine   http.Handler
+	engine   *eio.Server
 	registry *prometheus.Registry
 	metrics  *serverMetrics
 	mux      *http.ServeMux
 
+	// builder makes each namespace's adapter.
+	builder *adapter.Builder
 	// ready reports whether the adapter's backend is reachable; nil means
-	// always (the in-memory adapter).
+	// always.
 	ready func() bool
-	// closers run at Shutdown, after the clients are gone, in order.
+	// closers run at Shutdown, after the clients and the adapters are gone,
+	// in order.
 	closers []func() error
 
 	// handler is mux behind the shutdown guard: what Handler and Serve serve.
 	handler http.Handler
 
-	// sockets maps each *socket.Socket to its *Socket, from its first
-	// middleware or its connection until it disconnects.
-	sockets sync.Map
-	wrapMu  sync.Mutex
-	// conns maps each open engine.Socket to its *connState.
-	conns sync.Map
+	nspMu   sync.Mutex
+	nsps    map[string]*Namespace // by name, the children of dynamic ones included
+	parents []*Namespace          // dynamic namespaces (OfDynamic)
+
 	// busy counts handler goroutines and disconnections in flight.
 	busy activity
 
@@ -65,7 +63,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	s := &Server{cfg: cfg, log: cfg.Logger, registry: cfg.Registry}
+	s := &Server{cfg: cfg, log: cfg.Logger, registry: cfg.Registry, nsps: map[string]*Namespace{}}
 	if s.registry == nil {
 		s.registry = prometheus.NewRegistry()
 		s.registry.MustRegister(
@@ -82,58 +80,33 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
 	s.metrics = m
-	if err := s.setupCluster(&o); err != nil {
+	if err := s.setupAdapter(&o); err != nil {
 		return nil, err
 	}
+	s.builder, s.ready, s.closers = o.builder, o.ready, o.closers
 
-	so := socket.DefaultServerOptions()
-	so.SetPath(strings.TrimSuffix(cfg.Path, "/"))
-	so.SetPingInterval(cfg.PingInterval)
-	so.SetPingTimeout(cfg.PingTimeout)
-	so.SetConnectTimeout(cfg.ConnectTimeout)
-	so.SetUpgradeTimeout(cfg.UpgradeTimeout)
-	so.SetMaxHttpBufferSize(cfg.MaxPayload)
-	so.SetAllowUpgrades(!cfg.DisableUpgrades)
-	so.SetServeClient(false)
-	// internal/engineio's transports correct upstream's where it answers
-	// differently from Node; Polling needs the engine, attached below.
-	polling := engineio.NewPolling(cfg.Logger)
-	replay := pongReplay(cfg.PingInterval, cfg.PingTimeout)
-	polling.SetPongReplay(replay)
-	ts := types.NewSet[transports.TransportCtor]()
+	eo := eio.Options{
+		PingInterval:     cfg.PingInterval,
+		PingTimeout:      cfg.PingTimeout,
+		UpgradeTimeout:   cfg.UpgradeTimeout,
+		MaxPayload:       cfg.MaxPayload,
+		DisableUpgrades:  cfg.DisableUpgrades,
+		MaxBufferedBytes: cfg.MaxBufferedBytes,
+		WriteTimeout:     cfg.WriteTimeout,
+		Logger:           cfg.Logger,
+		Metrics:          m.engine(),
+	}
 	for _, t := range cfg.Transports {
-		switch t {
-		case Polling:
-			ts.Add(polling)
-		case WebSocket:
-			ts.Add(engineio.WebSocket{PongReplay: replay})
-		}
+		eo.Transports = append(eo.Transports, string(t))
 	}
-	so.SetTransports(ts)
 	if len(cfg.CORSOrigins) > 0 {
-		var origin any = cfg.CORSOrigins
-		if len(cfg.CORSOrigins) == 1 {
-			origin = cfg.CORSOrigins[0]
-		}
-		so.SetCors(&types.Cors{Origin: origin, Credentials: true})
+		eo.AllowOrigin = allowOrigin(cfg.CORSOrigins)
+		eo.AllowCredentials = true
 	}
-	if cfg.Recovery.Enabled {
-		r := socket.DefaultConnectionStateRecovery()
-		r.SetMaxDisconnectionDuration(cfg.Recovery.MaxDisconnection.Milliseconds())
-		// Set explicitly: zishang520 defaults skipMiddlewares to true where
-		// Node's socket.io defaults it to false.
-		r.SetSkipMiddlewares(cfg.Recovery.SkipMiddlewares)
-		so.SetConnectionStateRecovery(r)
+	s.engine, err = eio.NewServer(eo, s.accept)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("engine: %w", err), s.closeBackends())
 	}
-	if o.adapter != nil {
-		so.SetAdapter(o.adapter)
-	}
-	s.ready = o.ready
-	s.closers = o.closers
-
-	s.io = socket.NewServer(nil, so)
-	s.engine = engineio.ReleaseAfterHijack(s.io.ServeHandler(nil))
-	polling.Attach(s.io.Engine())
 	s.mux = http.NewServeMux()
 	s.mux.Handle(cfg.Path, s.engine)
 	if trimmed := strings.TrimSuffix(cfg.Path, "/"); trimmed != cfg.Path && trimmed != "" {
@@ -142,29 +115,50 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	s.mux.HandleFunc("/healthz", s.healthz)
 	s.mux.HandleFunc("/readyz", s.readyz)
 	s.mux.Handle("/metrics", metricsHandler(s.registry))
-	s.instrument(s.io.Sockets())
-	s.trackConnections()
+	s.Of("/")
 	s.handler = s.guard(s.mux)
 	return s, nil
 }
+
+// allowOrigin is the CORS check of the configured origins (normalized by
+// Config): "*" allows any.
+func allowOrigin(origins []string) func(string) bool {
+	return func(origin string) bool {
+		o := normalizeOrigin(origin)
+		for _, a := range origins {
+			if a == "*" || a == o {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// newAdapter makes the adapter of namespace n.
+func (s *Server) newAdapter(n *local) adapter.Adapter { return s.builder.New(n) }
 
 // Option configures what Config cannot express as plain values, such as the
 // cluster adapter. Most programs need none.
 type Option func(*options)
 
 type options struct {
-	adapter socket.AdapterConstructor
+	builder *adapter.Builder
 	ready   func() bool
 	closers []func() error
 }
 
-// WithAdapter makes the server use a custom zishang520 adapter constructor.
-// ready, if not nil, backs /readyz; close, if not nil, runs at Shutdown after
-// the clients are disconnected.
-func WithAdapter(a socket.AdapterConstructor, ready func() bool, close func() error) Option {
+// WithAdapter makes the server use an adapter of its own (an
+// adapter.Builder over some Transport); nil keeps the server's own choice.
+// ready, if not nil, backs /readyz; close, if not nil, runs at Shutdown
+// after the clients are disconnected and the adapters closed.
+func WithAdapter(b *adapter.Builder, ready func() bool, close func() error) Option {
 	return func(o *options) {
-		o.adapter = a
-		o.ready = ready
+		if b != nil {
+			o.builder = b
+		}
+		if ready != nil {
+			o.ready = ready
+		}
 		if close != nil {
 			o.closers = append(o.closers, close)
 		}
@@ -199,9 +193,6 @@ func (s *Server) Mux() *http.ServeMux { return s.mux }
 
 // Registry is the Prometheus registry /metrics serves.
 func (s *Server) Registry() *prometheus.Registry { return s.registry }
-
-// Raw is the underlying zishang520 server, for what this package does not wrap.
-func (s *Server) Raw() *socket.Server { return s.io }
 
 // Logger is the server's logger.
 func (s *Server) Logger() *slog.Logger { return s.log }
@@ -276,21 +267,21 @@ func (s *Server) shutdown(ctx context.Context) error {
 	s.log.Info("sockstream shutting down")
 
 	var errs []error
-	done := make(chan struct{})
-	go func() {
-		// socket.io's Close disconnects every socket of every namespace, closes
-		// the namespace adapters and the Engine.IO server.
-		s.io.Close(nil)
-		close(done)
-	}()
-	select {
-	case <-done:
-		// Let the disconnect handlers (and the handlers still running) finish.
-		if err := s.busy.wait(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("wait for handlers: %w", err))
+	// Every socket disconnects with "server shutting down" (its session
+	// kept for recovery, as Node's io.close() does), then the engine
+	// closes every connection: clients see a transport close and
+	// reconnect, to another node in a cluster.
+	for _, n := range s.namespaces() {
+		for _, sock := range n.connectedSockets() {
+			sock.onclose("server shutting down", false)
 		}
-	case <-ctx.Done():
-		errs = append(errs, fmt.Errorf("disconnect clients: %w", ctx.Err()))
+	}
+	if err := s.engine.Close(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("close connections: %w", err))
+	}
+	// Let the disconnect handlers (and the handlers still running) finish.
+	if err := s.busy.wait(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("wait for handlers: %w", err))
 	}
 	for _, hs := range servers {
 		if err := hs.Shutdown(ctx); err != nil {
@@ -299,12 +290,48 @@ func (s *Server) shutdown(ctx context.Context) error {
 			_ = hs.Close()
 		}
 	}
+	for _, n := range s.namespaces() {
+		if err := n.adapter.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close adapter of %s: %w", n.name, err))
+		}
+	}
+	if err := s.closeBackends(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// closeBackends runs the closers (the adapter's transport and stores).
+func (s *Server) closeBackends() error {
+	var errs []error
 	for _, c := range s.closers {
 		if err := c(); err != nil {
 			errs = append(errs, fmt.Errorf("close adapter: %w", err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// namespaces are the namespaces with an adapter (every one but the
+// dynamic parents).
+func (s *Server) namespaces() []*Namespace {
+	s.nspMu.Lock()
+	defer s.nspMu.Unlock()
+	out := make([]*Namespace, 0, len(s.nsps))
+	for _, n := range s.nsps {
+		out = append(out, n)
+	}
+	return out
+}
+
+func (n *Namespace) connectedSockets() []*Socket {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]*Socket, 0, len(n.sockets))
+	for _, s := range n.sockets {
+		out = append(out, s)
+	}
+	return out
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
@@ -326,10 +353,3 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	}
 }
 
-// pongReplay is the delay of the transports' PONG copies (the heartbeat
-// correction of internal/engineio): engineio's default, 1 s, unless the
-// ping interval or timeout is short. The copy must come before the next
-// PING (or it is dropped) and before the timeout it clears.
-func pongReplay(interval, timeout time.Duration) time.Duration {
-	return min(engineio.DefaultPongReplay, min(interval, timeout)/2)
-}

@@ -2,16 +2,19 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/zishang520/socket.io/servers/socket/v3"
-	"github.com/zishang520/socket.io/v3/pkg/types"
+	"github.com/sockstream/sockstream/adapter"
+	"github.com/sockstream/sockstream/internal/siocodec"
 )
 
 // Socket is one client connected to one namespace. The server hands the same
@@ -20,82 +23,108 @@ import (
 //
 // Handlers registered with On, OnAny and OnDisconnect run one at a time, in
 // the order the events arrived, after the OnConnection handlers, on a
-// goroutine of the socket's own: a handler may block, for instance on
-// EmitWithAck to the same client, without holding up the connection.
+// goroutine of the socket's own that exists only while there is work: a
+// handler may block, for instance on EmitWithAck to the same client,
+// without holding up the connection (acknowledgements are handled as they
+// are read).
 type Socket struct {
-	raw *socket.Socket
-	srv *Server
+	nsp    *Namespace
+	client *client
+
+	id        string
+	pid       string // private session id (connection state recovery)
+	recovered bool
+	handshake Handshake
+	host      string
 
 	ctx    context.Context
 	cancel context.CancelFunc
 	queue  handlerQueue
 
-	// emitMu serializes emits: zishang520 passes an emit's timeout through a
-	// field of the socket (Timeout then Emit), which concurrent emits would
-	// race on.
-	emitMu sync.Mutex
+	connected atomic.Bool
+	closeOnce sync.Once
 
 	mu           sync.Mutex
+	data         any
 	handlers     map[string][]func(*Event)
 	anyHandlers  []func(*Event)
 	onDisconnect []func(reason string)
-	counted      bool // counted in the connected-sockets gauge
-	// disconnecting is set by the first "disconnecting" event, with the
-	// reason the disconnect handlers get.
-	disconnecting bool
-	reason        string
-	fireOnce      sync.Once
+	acks         map[uint64]*pendingAck
 }
 
-// wrap returns the *Socket of raw, creating it on first use (in a middleware
-// or at connection).
-func (s *Server) wrap(raw *socket.Socket) *Socket {
-	if v, ok := s.sockets.Load(raw); ok {
-		return v.(*Socket)
-	}
-	s.wrapMu.Lock()
-	defer s.wrapMu.Unlock()
-	if v, ok := s.sockets.Load(raw); ok {
-		return v.(*Socket)
-	}
-	sock := &Socket{raw: raw, srv: s, handlers: map[string][]func(*Event){}}
-	sock.queue.srv = s
-	sock.ctx, sock.cancel = context.WithCancel(context.Background())
-	s.sockets.Store(raw, sock)
-	if cs := s.connState(raw.Conn()); cs != nil {
-		cs.add(raw)
-	}
-	raw.OnAny(sock.onEvent)
-	_ = raw.On("disconnecting", sock.onDisconnecting)
-	_ = raw.On("disconnect", sock.onDisconnected)
-	return sock
+// pendingAck is an acknowledgement the server waits for.
+type pendingAck struct {
+	fn    func(args []any)
+	timer *time.Timer // nil without a timeout
 }
 
-// forget drops the server's reference to raw's *Socket.
-func (s *Server) forget(raw *socket.Socket) {
-	v, ok := s.sockets.LoadAndDelete(raw)
-	if !ok {
-		return
+func newSocket(n *Namespace, c *client, auth map[string]any) *Socket {
+	h := c.sess.Handshake()
+	s := &Socket{
+		nsp:    n,
+		client: c,
+		id:     randomID(),
+		handshake: Handshake{
+			Headers: h.Header,
+			Query:   h.Query,
+			Auth:    auth,
+			Address: h.RemoteAddr,
+			Secure:  h.Secure,
+			URL:     h.URL,
+			Time:    h.Time,
+		},
+		host:     h.Host,
+		handlers: map[string][]func(*Event){},
 	}
-	v.(*Socket).cancel()
-	if cs := s.connState(raw.Conn()); cs != nil {
-		cs.remove(raw)
+	if n.srv.cfg.Recovery.Enabled {
+		s.pid = randomID()
 	}
+	s.queue.srv = n.srv
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
 }
 
-// onEvent receives every event from the client. zishang520 calls it in
-// arrival order, before it checks whether the socket is still connected: an
-// event sent just before the client left still reaches its handlers
-// (TestEmitThenDisconnect; Node 4.8 drops it over WebSocket).
-func (s *Socket) onEvent(args ...any) {
+// randomID returns 20 base64url characters (15 random bytes), the length
+// of Node's socket ids and private session ids.
+func randomID() string {
+	var b [15]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// runMiddleware runs mw, a panic counting as a refusal.
+func (s *Socket) runMiddleware(mw Middleware) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.nsp.srv.log.Error("sockstream: middleware panicked", "nsp", s.nsp.name, "panic", r)
+			err = errors.New("server error")
+		}
+	}()
+	return mw(s)
+}
+
+// onEvent queues an event from the client for the socket's handlers.
+func (s *Socket) onEvent(p *siocodec.Packet) {
+	args, _ := p.Data.([]any)
 	if len(args) == 0 {
 		return
 	}
 	name, ok := args[0].(string)
 	if !ok {
-		return
+		name = fmt.Sprint(args[0]) // socket.io-parser allows numeric names
 	}
-	e := newEvent(name, args[1:])
+	e := &Event{Name: name, Args: args[1:]}
+	if p.ID != nil {
+		id := *p.ID
+		e.ack = func(reply []any) {
+			if !s.connected.Load() {
+				return
+			}
+			if err := s.client.write(siocodec.Ack, s.nsp.name, &id, reply); err != nil {
+				s.nsp.srv.log.Warn("ack not sent", "nsp", s.nsp.name, "sid", s.id, "err", err)
+			}
+		}
+	}
 	s.queue.push(func() { s.dispatch(e) })
 }
 
@@ -111,109 +140,189 @@ func (s *Socket) dispatch(e *Event) {
 	}
 }
 
-// onDisconnecting runs when zishang520 starts closing the socket, on
-// whatever goroutine closes it. The disconnect handlers are queued behind
-// the packets zishang520 has not processed yet, so that they run after the
-// handlers of the events that came before the disconnection.
-//
-// zishang520's _onclose is not atomic: two closes racing (a ping timeout or
-// a transport close against Shutdown's) both emit "disconnecting", and the
-// task queue of the socket drops what is enqueued after the other close shut
-// it. Each call therefore enqueues the (once-only) disconnection, before its
-// own close shuts the queue, so that at least one of them runs; without it
-// Shutdown waited forever for handlers that never ran (TestMaxPayload).
-func (s *Socket) onDisconnecting(args ...any) {
+// onAck resolves an acknowledgement the server waited for, on the reading
+// goroutine: a handler blocked on EmitWithAck is released without waiting
+// for the socket's handler queue.
+func (s *Socket) onAck(p *siocodec.Packet) {
+	if p.ID == nil {
+		return
+	}
 	s.mu.Lock()
-	first := !s.disconnecting
-	s.disconnecting = true
-	counted := s.counted
-	s.counted = false
-	if first {
-		reason := ""
-		if len(args) > 0 {
-			reason = fmt.Sprint(args[0])
-		}
-		s.reason = s.srv.disconnectReason(s.raw, reason)
-		s.srv.busy.add()
-	}
-	reason := s.reason
+	a := s.acks[*p.ID]
+	delete(s.acks, *p.ID)
 	s.mu.Unlock()
-	if counted {
-		s.srv.metrics.socketDisconnected(s.Namespace(), reason)
+	if a == nil {
+		return
 	}
-	s.raw.Enqueue(func() {
-		s.fireOnce.Do(func() {
-			s.queue.push(func() {
-				defer s.srv.busy.done()
-				s.mu.Lock()
-				hs := s.onDisconnect
-				s.mu.Unlock()
-				for _, h := range hs {
-					h(reason)
-				}
+	if a.timer != nil {
+		a.timer.Stop()
+	}
+	args, _ := p.Data.([]any)
+	a.fn(args)
+}
+
+// addAck registers fn for the ack id; with a timeout the registration is
+// dropped after that long.
+func (s *Socket) addAck(id uint64, fn func([]any), timeout time.Duration) {
+	a := &pendingAck{fn: fn}
+	s.mu.Lock()
+	if s.acks == nil {
+		s.acks = map[uint64]*pendingAck{}
+	}
+	s.acks[id] = a
+	if timeout > 0 {
+		a.timer = time.AfterFunc(timeout, func() { s.dropAck(id) })
+	}
+	s.mu.Unlock()
+}
+
+func (s *Socket) dropAck(id uint64) {
+	s.mu.Lock()
+	a := s.acks[id]
+	delete(s.acks, id)
+	s.mu.Unlock()
+	if a != nil && a.timer != nil {
+		a.timer.Stop()
+	}
+}
+
+// onclose disconnects the socket for reason, once: it leaves its rooms
+// and its namespace, its session is kept for recovery when the reason
+// allows it, and its disconnect handlers are queued behind its pending
+// event handlers.
+func (s *Socket) onclose(reason string, _ bool) {
+	if !s.connected.CompareAndSwap(true, false) {
+		return
+	}
+	s.closeOnce.Do(func() {
+		n := s.nsp
+		if n.srv.cfg.Recovery.Enabled && recoverable[reason] {
+			s.mu.Lock()
+			data := s.data
+			s.mu.Unlock()
+			n.adapter.PersistSession(adapter.PersistedSession{
+				Nsp:   n.name,
+				SID:   s.id,
+				PID:   s.pid,
+				Rooms: n.adapter.SocketRooms(s.id),
+				Data:  data,
+				TTL:   n.srv.cfg.Recovery.MaxDisconnection,
 			})
+		}
+		n.adapter.DelAll(s.id)
+		n.mu.Lock()
+		if n.sockets[s.id] == s {
+			delete(n.sockets, s.id)
+		}
+		n.mu.Unlock()
+		s.client.unregister(s)
+		s.mu.Lock()
+		acks := s.acks
+		s.acks = nil
+		s.mu.Unlock()
+		for _, a := range acks {
+			if a.timer != nil {
+				a.timer.Stop()
+			}
+		}
+		n.srv.metrics.socketDisconnected(n.name, reason)
+		// Cancelled now, not after the disconnect handlers: a handler
+		// ahead of them in the queue may wait on it (EmitWithAck).
+		s.cancel()
+		n.srv.busy.add()
+		s.queue.push(func() {
+			defer n.srv.busy.done()
+			s.mu.Lock()
+			hs := s.onDisconnect
+			s.mu.Unlock()
+			for _, h := range hs {
+				h(reason)
+			}
 		})
 	})
 }
 
-func (s *Socket) onDisconnected(...any) { s.srv.forget(s.raw) }
+// recoverable are the reasons after which a session is kept for
+// connection state recovery (Node's RECOVERABLE_DISCONNECT_REASONS).
+var recoverable = map[string]bool{
+	"transport error":      true,
+	"transport close":      true,
+	"forced close":         true,
+	"ping timeout":         true,
+	"server shutting down": true,
+	"forced server close":  true,
+	"slow consumer":        true,
+}
 
-// connected marks the socket connected, for the metrics.
-func (s *Socket) connected() {
-	s.mu.Lock()
-	s.counted = true
-	s.mu.Unlock()
-	s.srv.metrics.socketConnected(s.Namespace())
+// disconnect is a disconnection decided by the server: the client is told
+// (DISCONNECT), then the socket closes with "server namespace disconnect".
+func (s *Socket) disconnect(tell bool) {
+	if !s.connected.Load() {
+		return
+	}
+	if tell {
+		_ = s.client.write(siocodec.Disconnect, s.nsp.name, nil, nil)
+	}
+	s.onclose("server namespace disconnect", false)
 }
 
 // ID is the socket's public id, unique in the cluster.
-func (s *Socket) ID() string { return string(s.raw.Id()) }
+func (s *Socket) ID() string { return s.id }
 
 // Namespace is the name of the socket's namespace, such as "/".
-func (s *Socket) Namespace() string { return s.raw.Nsp().Name() }
+func (s *Socket) Namespace() string { return s.nsp.name }
 
 // Recovered reports whether the connection state (id, rooms, data, missed
 // packets) was restored from a previous connection.
-func (s *Socket) Recovered() bool { return s.raw.Recovered() }
+func (s *Socket) Recovered() bool { return s.recovered }
 
 // Connected reports whether the socket is still connected. It is false from
 // the moment the socket starts disconnecting, so that the disconnect
-// handlers, which may run before zishang520 has finished closing the socket,
-// see it false.
-func (s *Socket) Connected() bool {
-	s.mu.Lock()
-	leaving := s.disconnecting
-	s.mu.Unlock()
-	return !leaving && s.raw.Connected()
-}
+// handlers see it false.
+func (s *Socket) Connected() bool { return s.connected.Load() }
 
-// Context is cancelled when the socket disconnects (or, in a middleware, when
-// its connection is refused). Use it to stop work started for the client.
+// Context is cancelled when the socket disconnects (before its disconnect
+// handlers run), or, in a middleware, when its connection is refused. Use it to
+// stop work started for the client.
 func (s *Socket) Context() context.Context { return s.ctx }
 
 // Transport is the transport the client currently uses; it changes from
 // Polling to WebSocket when the client upgrades.
-func (s *Socket) Transport() Transport { return Transport(s.raw.Conn().Transport().Name()) }
+func (s *Socket) Transport() Transport { return Transport(s.client.sess.Transport()) }
 
 // Data is what SetData stored, restored with the session on recovery and
 // visible to other nodes through FetchSockets.
-func (s *Socket) Data() any { return s.raw.Data() }
+func (s *Socket) Data() any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.data
+}
 
 // SetData attaches data to the socket. Keep it JSON-serializable: it crosses
 // the cluster.
-func (s *Socket) SetData(v any) { s.raw.SetData(v) }
+func (s *Socket) SetData(v any) { s.setData(v) }
 
-// Join adds the socket to rooms.
-func (s *Socket) Join(rooms ...string) { s.raw.Join(toRooms(rooms)...) }
+func (s *Socket) setData(v any) {
+	s.mu.Lock()
+	s.data = v
+	s.mu.Unlock()
+}
+
+// Join adds the socket to rooms, at once on this node.
+func (s *Socket) Join(rooms ...string) {
+	if len(rooms) > 0 {
+		s.nsp.adapter.AddAll(s.id, rooms)
+	}
+}
 
 // Leave removes the socket from a room.
-func (s *Socket) Leave(room string) { s.raw.Leave(socket.Room(room)) }
+func (s *Socket) Leave(room string) { s.nsp.adapter.Del(s.id, room) }
 
 // Rooms lists the rooms the socket is in, its own id's room included.
-func (s *Socket) Rooms() []string { return fromRoomSet(s.raw.Rooms()) }
+func (s *Socket) Rooms() []string { return s.nsp.adapter.SocketRooms(s.id) }
 
 // Handshake describes the request that opened the connection.
-func (s *Socket) Handshake() Handshake { return convertHandshake(s.raw.Handshake()) }
+func (s *Socket) Handshake() Handshake { return s.handshake }
 
 // Emit sends an event to this client. Arguments are JSON values; []byte
 // values travel as binary, at any depth outside structs.
@@ -221,15 +330,28 @@ func (s *Socket) Emit(event string, args ...any) error {
 	if err := checkEventName(event); err != nil {
 		return err
 	}
-	wire := toWireArgs(args)
-	s.emitMu.Lock()
-	err := s.raw.Emit(event, wire...)
-	s.emitMu.Unlock()
-	if err != nil {
+	if err := s.emit(event, args, nil); err != nil {
 		return fmt.Errorf("emit %q: %w", event, err)
 	}
-	s.srv.metrics.emitted(s.Namespace())
+	s.nsp.srv.metrics.emitted(s.nsp.name)
 	return nil
+}
+
+// emit writes an EVENT to the client. With connection state recovery it
+// goes through the adapter, as Node does, so that it gets an offset and
+// can be replayed; otherwise it is written at once.
+func (s *Socket) emit(event string, args []any, id *uint64) error {
+	if !s.connected.Load() {
+		return ErrDisconnected
+	}
+	data := make([]any, 0, 1+len(args))
+	data = append(data, event)
+	data = append(data, args...)
+	if s.nsp.srv.cfg.Recovery.Enabled {
+		return s.nsp.adapter.Broadcast(&adapter.Packet{Type: int(siocodec.Event), Data: data, ID: id},
+			adapter.Options{Rooms: []string{s.id}, Except: []string{}})
+	}
+	return s.client.write(siocodec.Event, s.nsp.name, id, data)
 }
 
 // EmitWithAck sends an event and waits for the client's acknowledgement, for
@@ -241,45 +363,34 @@ func (s *Socket) EmitWithAck(ctx context.Context, event string, args ...any) ([]
 	if err := checkEventName(event); err != nil {
 		return nil, err
 	}
-	if !s.raw.Connected() {
+	if !s.connected.Load() {
 		return nil, fmt.Errorf("emit %q: %w", event, ErrDisconnected)
 	}
-	type result struct {
-		args []any
-		err  error
-	}
-	ch := make(chan result, 1)
-	wire := append(toWireArgs(args), socket.Ack(func(a []any, err error) {
+	ch := make(chan []any, 1)
+	id := s.nsp.nextAckID()
+	s.addAck(id, func(a []any) {
 		select {
-		case ch <- result{a, err}:
-		default: // a late ack racing zishang520's timeout
+		case ch <- a:
+		default:
 		}
-	}))
-	s.emitMu.Lock()
-	if dl, ok := ctx.Deadline(); ok {
-		s.raw.Timeout(max(time.Until(dl), time.Millisecond))
-	}
-	err := s.raw.Emit(event, wire...)
-	s.emitMu.Unlock()
-	if err != nil {
+	}, 0)
+	defer s.dropAck(id)
+	if err := s.emit(event, args, &id); err != nil {
 		return nil, fmt.Errorf("emit %q: %w", event, err)
 	}
-	s.srv.metrics.emitted(s.Namespace())
-	finish := func(r result) ([]any, error) {
-		if r.err != nil {
-			return nil, fmt.Errorf("emit %q: %w: %w", event, ErrAckTimeout, context.DeadlineExceeded)
-		}
-		return fromWire(r.args), nil
-	}
+	s.nsp.srv.metrics.emitted(s.nsp.name)
 	select {
-	case r := <-ch:
-		return finish(r)
+	case a := <-ch:
+		if a == nil {
+			a = []any{}
+		}
+		return a, nil
 	case <-ctx.Done():
 		return nil, ackContextError("emit", event, ctx.Err())
 	case <-s.ctx.Done():
 		select {
-		case r := <-ch:
-			return finish(r)
+		case a := <-ch:
+			return a, nil
 		default:
 			return nil, fmt.Errorf("emit %q: %w", event, ErrDisconnected)
 		}
@@ -294,7 +405,7 @@ func ackContextError(op, event string, err error) error {
 }
 
 func checkEventName(event string) error {
-	if socket.SOCKET_RESERVED_EVENTS.Has(event) {
+	if siocodec.Reserved(event) {
 		return fmt.Errorf("emit %q: %w", event, ErrReservedEvent)
 	}
 	return nil
@@ -338,7 +449,8 @@ func (s *Socket) OnAny(h func(*Event)) {
 // OnDisconnect registers a handler called once the socket is disconnected,
 // after the handlers of the events received before, with the reason: "client
 // namespace disconnect", "server namespace disconnect", "transport close",
-// "transport error", "ping timeout", "server shutting down", "forced close"…
+// "transport error", "ping timeout", "server shutting down", "forced close",
+// "slow consumer"…
 func (s *Socket) OnDisconnect(h func(reason string)) {
 	s.mu.Lock()
 	s.onDisconnect = append(slices.Clip(s.onDisconnect), h)
@@ -347,7 +459,13 @@ func (s *Socket) OnDisconnect(h func(reason string)) {
 
 // Disconnect disconnects the socket from its namespace; with closeConn the
 // whole underlying connection (every namespace of that client) is closed.
-func (s *Socket) Disconnect(closeConn bool) { s.raw.Disconnect(closeConn) }
+func (s *Socket) Disconnect(closeConn bool) {
+	if closeConn {
+		s.client.disconnectAll()
+		return
+	}
+	s.disconnect(true)
+}
 
 // To broadcasts to the sockets in any of rooms, except this one.
 func (s *Socket) To(rooms ...string) *Broadcast { return s.Broadcast().To(rooms...) }
@@ -361,11 +479,8 @@ func (s *Socket) Except(rooms ...string) *Broadcast { return s.Broadcast().Excep
 
 // Broadcast broadcasts to every socket of the namespace but this one.
 func (s *Socket) Broadcast() *Broadcast {
-	return &Broadcast{srv: s.srv, nsp: s.raw.Nsp(), except: []string{s.ID()}}
+	return &Broadcast{nsp: s.nsp, except: []string{s.id}}
 }
-
-// Raw is the underlying zishang520 socket.
-func (s *Socket) Raw() *socket.Socket { return s.raw }
 
 // Handshake describes the HTTP request that opened a connection.
 type Handshake struct {
@@ -377,43 +492,4 @@ type Handshake struct {
 	Secure  bool
 	URL     string
 	Time    time.Time
-}
-
-func convertHandshake(h *socket.Handshake) Handshake {
-	if h == nil {
-		return Handshake{Auth: map[string]any{}}
-	}
-	auth := h.Auth
-	if auth == nil {
-		auth = map[string]any{}
-	}
-	return Handshake{
-		Headers: h.Headers.Header(),
-		Query:   h.Query.Query(),
-		Auth:    auth,
-		Address: h.Address,
-		Secure:  h.Secure,
-		URL:     h.Url,
-		Time:    time.UnixMilli(h.Issued),
-	}
-}
-
-func toRooms(rooms []string) []socket.Room {
-	r := make([]socket.Room, len(rooms))
-	for i, v := range rooms {
-		r[i] = socket.Room(v)
-	}
-	return r
-}
-
-func fromRoomSet(set *types.Set[socket.Room]) []string {
-	if set == nil {
-		return nil
-	}
-	keys := set.Keys()
-	out := make([]string, len(keys))
-	for i, k := range keys {
-		out[i] = string(k)
-	}
-	return out
 }

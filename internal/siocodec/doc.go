@@ -1,0 +1,14 @@
+// Package siocodec encodes and decodes Socket.IO v5 packets (the format of
+// socket.io-parser 4.x): <type>[<attachments>-][<nsp>,][<id>][<json>],
+// binary values carried as attachments that follow the header as separate
+// Engine.IO messages, each replaced in the JSON by a placeholder
+// {"_placeholder":true,"num":N}.
+//
+// It is sockstream's own rather than zishang520's parsers/socket/v3: that
+// parser's decoder is an event emitter per connection, hands binary back as
+// its own buffer types (which every caller then converted), copies every
+// []any and map on encoding, and accepts what Node's decoder refuses
+// (trailing bytes after the JSON, placeholders with a bad index). Decoding
+// here is as strict as Node's: a packet that Node's decoder would throw on
+// is an error, and the caller closes that connection only.
+package siocodec

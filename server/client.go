@@ -1,0 +1,213 @@
+package server
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/sockstream/sockstream/internal/eio"
+	"github.com/sockstream/sockstream/internal/siocodec"
+)
+
+// client is one Engine.IO session: one browser tab or Node client, over
+// which it joins any number of namespaces. It is the session's eio.Handler:
+// the engine calls OnMessage for each message, in arrival order, one at a
+// time, so everything a client sends is handled in order by construction.
+// A CONNECT is answered, and its socket registered, before the next
+// message of the client is read.
+type client struct {
+	srv  *Server
+	sess *eio.Session
+	dec  *siocodec.Decoder // used only by OnMessage, one call at a time
+
+	mu      sync.Mutex
+	sockets map[string]*Socket // by namespace name
+	closed  bool
+	// connectTimer closes a session that joins no namespace within
+	// Config.ConnectTimeout; stopped at the first connection.
+	connectTimer *time.Timer
+}
+
+func (s *Server) accept(sess *eio.Session) eio.Handler {
+	c := &client{
+		srv:     s,
+		sess:    sess,
+		dec:     siocodec.NewDecoder(siocodec.Limits{MaxAttachments: s.cfg.MaxAttachments}),
+		sockets: map[string]*Socket{},
+	}
+	c.connectTimer = time.AfterFunc(s.cfg.ConnectTimeout, c.connectTimedOut)
+	return c
+}
+
+func (c *client) connectTimedOut() {
+	c.mu.Lock()
+	idle := len(c.sockets) == 0 && !c.closed
+	c.mu.Unlock()
+	if idle {
+		c.srv.log.Debug("no namespace joined in time: closing", "sid", c.sess.ID(), "timeout", c.srv.cfg.ConnectTimeout)
+		c.sess.Close()
+	}
+}
+
+// OnMessage implements eio.Handler: one Engine.IO message.
+func (c *client) OnMessage(data []byte, binary bool) {
+	var (
+		p   *siocodec.Packet
+		err error
+	)
+	if binary {
+		p, err = c.dec.Binary(data)
+	} else {
+		p, err = c.dec.Text(data)
+	}
+	if err != nil {
+		c.srv.log.Info("closing a connection: invalid packet", "sid", c.sess.ID(), "err", err)
+		c.sess.Close()
+		return
+	}
+	if p == nil {
+		return // a binary packet waits for its attachments
+	}
+	if p.Type == siocodec.Connect {
+		c.connect(p)
+		return
+	}
+	c.mu.Lock()
+	sock := c.sockets[p.Nsp]
+	c.mu.Unlock()
+	if sock == nil {
+		// Node closes the connection on a packet for a namespace the
+		// client has not joined ("invalid state").
+		c.srv.log.Info("closing a connection: packet for a namespace it has not joined", "sid", c.sess.ID(), "nsp", p.Nsp, "type", p.Type.String())
+		c.sess.Close()
+		return
+	}
+	switch p.Type {
+	case siocodec.Event:
+		sock.onEvent(p)
+	case siocodec.Ack:
+		sock.onAck(p)
+	case siocodec.Disconnect:
+		sock.onclose("client namespace disconnect", false)
+	default: // CONNECT_ERROR comes from servers only
+		c.srv.log.Info("closing a connection: unexpected packet", "sid", c.sess.ID(), "type", p.Type.String())
+		c.sess.Close()
+	}
+}
+
+// OnClose implements eio.Handler: the session has ended; every socket of
+// the client disconnects with the engine's reason.
+func (c *client) OnClose(reason string) {
+	c.connectTimer.Stop()
+	c.mu.Lock()
+	c.closed = true
+	socks := make([]*Socket, 0, len(c.sockets))
+	for _, s := range c.sockets {
+		socks = append(socks, s)
+	}
+	c.mu.Unlock()
+	for _, s := range socks {
+		s.onclose(reason, false)
+	}
+}
+
+// connect joins the client to a namespace: on the session's reading
+// goroutine, so that the next packet is read once the socket is
+// registered and its CONNECT answered.
+func (c *client) connect(p *siocodec.Packet) {
+	auth, _ := p.Data.(map[string]any)
+	if auth == nil {
+		auth = map[string]any{}
+	}
+	nsp := c.srv.lookup(p.Nsp, auth)
+	if nsp == nil {
+		c.writeConnectError(p.Nsp, "Invalid namespace", nil)
+		return
+	}
+	c.mu.Lock()
+	_, dup := c.sockets[p.Nsp]
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return
+	}
+	if dup {
+		// Node replaces nothing and answers nothing useful here; a second
+		// CONNECT for a joined namespace is a client bug.
+		c.srv.log.Info("closing a connection: second CONNECT for a namespace", "sid", c.sess.ID(), "nsp", p.Nsp)
+		c.sess.Close()
+		return
+	}
+	nsp.connect(c, auth)
+}
+
+func (c *client) writeConnectError(nsp, message string, data any) {
+	payload := map[string]any{"message": message}
+	if data != nil {
+		payload["data"] = data
+	}
+	c.write(siocodec.ConnectError, nsp, nil, payload)
+}
+
+// write encodes one packet and queues it for the client.
+func (c *client) write(t siocodec.Type, nsp string, id *uint64, data any) error {
+	enc, err := siocodec.Encode(t, nsp, id, data)
+	if err != nil {
+		return err
+	}
+	return c.send(messages(enc))
+}
+
+func (c *client) send(msgs []*eio.Message) error {
+	err := c.sess.Send(msgs...)
+	if err != nil && !errors.Is(err, eio.ErrClosed) && !errors.Is(err, eio.ErrSlowConsumer) {
+		c.srv.log.Warn("write to a client failed", "sid", c.sess.ID(), "err", err)
+	}
+	return err
+}
+
+// messages turns an encoded packet into Engine.IO messages: the header,
+// then one binary message per attachment.
+func messages(enc siocodec.Encoded) []*eio.Message {
+	msgs := make([]*eio.Message, 1, 1+len(enc.Attachments))
+	msgs[0] = eio.TextMessage(enc.Header)
+	for _, a := range enc.Attachments {
+		msgs = append(msgs, eio.BinaryMessage(a))
+	}
+	return msgs
+}
+
+// register records the socket of a namespace; false if the client is gone.
+func (c *client) register(s *Socket) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.sockets[s.nsp.name] = s
+	c.connectTimer.Stop()
+	return true
+}
+
+func (c *client) unregister(s *Socket) {
+	c.mu.Lock()
+	if c.sockets[s.nsp.name] == s {
+		delete(c.sockets, s.nsp.name)
+	}
+	c.mu.Unlock()
+}
+
+// disconnectAll disconnects every socket of the client ("server namespace
+// disconnect") and closes the session.
+func (c *client) disconnectAll() {
+	c.mu.Lock()
+	socks := make([]*Socket, 0, len(c.sockets))
+	for _, s := range c.sockets {
+		socks = append(socks, s)
+	}
+	c.mu.Unlock()
+	for _, s := range socks {
+		s.disconnect(true)
+	}
+	c.sess.Close()
+}

@@ -1,0 +1,191 @@
+package server
+
+import (
+	"maps"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/sockstream/sockstream/adapter"
+	"github.com/sockstream/sockstream/internal/eio"
+	"github.com/sockstream/sockstream/internal/siocodec"
+)
+
+// The adapter's view of a namespace: adapter.Namespace. The adapter calls
+// these from its own goroutines; none runs user code on the caller's
+// goroutine (handlers are queued on the sockets' and the namespace's
+// handler queues) and none calls back into a blocking method of the
+// adapter.
+
+// local is a Namespace as its adapter sees it (its methods would clash
+// with the public ones of Namespace, such as ServerSideEmit).
+type local Namespace
+
+var _ adapter.Namespace = (*local)(nil)
+
+func (l *local) ns() *Namespace { return (*Namespace)(l) }
+
+// Name implements adapter.Namespace.
+func (l *local) Name() string { return l.name }
+
+// Deliver implements adapter.Namespace: the packet is encoded once, and
+// the same Engine.IO messages (whose frames are built once too) are queued
+// for every socket.
+func (l *local) Deliver(p *adapter.Packet, ids []string, flags adapter.Flags) {
+	if len(ids) == 0 {
+		return
+	}
+	msgs, err := l.encode(p)
+	if err != nil {
+		l.srv.log.Warn("dropping a broadcast that cannot be encoded", "nsp", l.name, "err", err)
+		return
+	}
+	for _, id := range ids {
+		if s := l.ns().socket(id); s != nil {
+			_ = s.client.send(msgs)
+		}
+	}
+}
+
+// DeliverWithAck implements adapter.Namespace.
+func (l *local) DeliverWithAck(p *adapter.Packet, ids []string, flags adapter.Flags, ack func(args []any)) int {
+	if len(ids) == 0 {
+		return 0
+	}
+	if p.ID == nil {
+		// Relayed from another node: ack ids are each node's own.
+		id := l.ns().nextAckID()
+		q := *p
+		q.ID = &id
+		p = &q
+	}
+	msgs, err := l.encode(p)
+	if err != nil {
+		l.srv.log.Warn("dropping a broadcast that cannot be encoded", "nsp", l.name, "err", err)
+		return 0
+	}
+	var timeout time.Duration
+	if flags.TimeoutMs != nil {
+		timeout = time.Duration(*flags.TimeoutMs) * time.Millisecond
+	}
+	count := 0
+	for _, id := range ids {
+		s := l.ns().socket(id)
+		if s == nil {
+			continue
+		}
+		s.addAck(*p.ID, ack, timeout)
+		if s.client.send(msgs) == nil {
+			count++
+		} else {
+			s.dropAck(*p.ID)
+		}
+	}
+	return count
+}
+
+func (l *local) encode(p *adapter.Packet) ([]*eio.Message, error) {
+	enc, err := siocodec.Encode(siocodec.Type(p.Type), l.name, p.ID, p.Data)
+	if err != nil {
+		return nil, err
+	}
+	return messages(enc), nil
+}
+
+// Disconnect implements adapter.Namespace.
+func (l *local) Disconnect(ids []string, closeConn bool) {
+	for _, id := range ids {
+		if s := l.ns().socket(id); s != nil {
+			s.Disconnect(closeConn)
+		}
+	}
+}
+
+// Describe implements adapter.Namespace.
+func (l *local) Describe(ids []string) []adapter.SocketInfo {
+	out := make([]adapter.SocketInfo, 0, len(ids))
+	for _, id := range ids {
+		s := l.ns().socket(id)
+		if s == nil {
+			continue
+		}
+		rooms := l.adapter.SocketRooms(id)
+		if rooms == nil {
+			rooms = []string{}
+		}
+		out = append(out, adapter.SocketInfo{ID: id, Handshake: s.nodeHandshake(), Rooms: rooms, Data: s.Data()})
+	}
+	return out
+}
+
+// ServerSideEmit implements adapter.Namespace: the handlers run on the
+// namespace's handler queue, in order.
+func (l *local) ServerSideEmit(args []any, ack func(args []any)) {
+	if len(args) == 0 {
+		return
+	}
+	name, ok := args[0].(string)
+	if !ok {
+		return
+	}
+	e := &Event{Name: name, Args: args[1:], ack: ack}
+	l.sse.push(func() {
+		l.mu.Lock()
+		hs := l.serverSide[name]
+		l.mu.Unlock()
+		for _, h := range hs {
+			h(e)
+		}
+	})
+}
+
+// CloseConn implements adapter.Namespace.
+func (l *local) CloseConn(id string) {
+	if s := l.ns().socket(id); s != nil {
+		s.client.sess.Close()
+	}
+}
+
+// nodeHandshake is the socket's handshake as Node serializes it, for
+// FetchSockets answers that Node nodes read too.
+func (s *Socket) nodeHandshake() adapter.Handshake {
+	h := s.handshake
+	headers := make(map[string]any, len(h.Headers)+1)
+	for k, v := range h.Headers {
+		// Node's http module: lower-case names, repeated values joined,
+		// set-cookie kept as an array.
+		k = strings.ToLower(k)
+		if k == "set-cookie" {
+			headers[k] = v
+			continue
+		}
+		headers[k] = strings.Join(v, ", ")
+	}
+	if _, ok := headers["host"]; !ok && s.host != "" {
+		// net/http moves Host out of the header map; Node keeps it there.
+		headers["host"] = s.host
+	}
+	query := make(map[string]any, len(h.Query))
+	for k, v := range h.Query {
+		if len(v) == 1 {
+			query[k] = v[0]
+		} else {
+			query[k] = v
+		}
+	}
+	addr := h.Address
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		addr = host
+	}
+	return adapter.Handshake{
+		Headers: headers,
+		Time:    h.Time.UTC().Format("Mon Jan 02 2006 15:04:05 GMT+0000 (Coordinated Universal Time)"),
+		Address: addr,
+		Xdomain: h.Headers.Get("Origin") != "",
+		Secure:  h.Secure,
+		Issued:  h.Time.UnixMilli(),
+		URL:     h.URL,
+		Query:   query,
+		Auth:    maps.Clone(h.Auth),
+	}
+}
