@@ -10,10 +10,10 @@ import (
 
 // serverMetrics are the metrics of the Socket.IO layer, declared in one place.
 type serverMetrics struct {
-	connected    *prometheus.GaugeVec
-	connections  *prometheus.CounterVec
-	disconnects  *prometheus.CounterVec
-	emits        *prometheus.CounterVec
+	connected   *prometheus.GaugeVec
+	connections *prometheus.CounterVec
+	disconnects *prometheus.CounterVec
+	emits       *prometheus.CounterVec
 
 	// Engine.IO level: every packet of every transport, heartbeats and
 	// handshakes included.
@@ -103,7 +103,6 @@ var knownReasons = map[string]bool{
 func metricsHandler(g prometheus.Gatherer) http.Handler {
 	return promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
-
 
 // engine is what the Engine.IO server counts.
 func (m *serverMetrics) engine() *eio.Metrics {

@@ -352,4 +352,3 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	}
 }
-
