@@ -1,50 +1,29 @@
-package cluster
+package cluster_test
 
 import (
+	"context"
 	"fmt"
+	"net/url"
 	"slices"
 	"sort"
 	"testing"
 	"time"
 
-	"github.com/zishang520/socket.io/servers/socket/v3"
-
-	"github.com/sockstream/sockstream/adapter"
 	"github.com/sockstream/sockstream/internal/redistest"
 	"github.com/sockstream/sockstream/internal/siotest"
 )
 
-// e2eNode is one zishang520 Socket.IO server with the cluster adapter on a
-// Redis Streams transport, on a loopback httptest server.
-type e2eNode struct {
-	name string
-	tr   *Transport
-	b    *adapter.Builder
-	io   *socket.Server
-	url  string
-}
+// The end-to-end tests run Go nodes (sockstream's server with the cluster
+// adapter on the Redis Streams transport, as the fault tests do) on one
+// Redis, with official clients spread over them.
 
-func startE2ENode(t *testing.T, name, redisURL string) *e2eNode {
+// startE2ENode starts a node of the end-to-end tests: a socket joins the
+// rooms of its "rooms" query parameter, and its data is {node: name}.
+func startE2ENode(t *testing.T, name, redisURL string) *fltNode {
 	t.Helper()
-	n := &e2eNode{name: name}
-	n.tr = startTransport(t, name, fastOpts(redisURL))
-	b, err := adapter.New(n.tr, adapter.Config{
-		HeartbeatInterval: 500 * time.Millisecond,
-		HeartbeatTimeout:  1500 * time.Millisecond,
-		RequestTimeout:    3 * time.Second,
-		Logger:            tLogger(t, name),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.b = b
-	so := socket.DefaultServerOptions()
-	so.SetAdapter(b)
-	srv := siotest.StartServer(t, name, so, func() { _ = n.tr.Close() })
-	n.io, n.url = srv.IO, srv.URL
-	// A socket joins the rooms of its "rooms" query parameter.
-	n.io.Of("/", nil).Use(siotest.JoinQueryRooms(func(map[string]any) any { return map[string]any{"node": name} }))
-	return n
+	cfg := fltDefault
+	cfg.data = func(url.Values) any { return map[string]any{"node": name} }
+	return startFltNode(t, name, redisURL, cfg)
 }
 
 // connectE2E connects client id to url (a namespace URL) in rooms and
@@ -52,20 +31,6 @@ func startE2ENode(t *testing.T, name, redisURL string) *e2eNode {
 func connectE2E(t *testing.T, c *siotest.Clients, id, url, rooms string) string {
 	t.Helper()
 	return c.Connect(t, id, url, map[string]string{"rooms": rooms}, nil).Sid
-}
-
-// waitPeers waits until every node counts all of them.
-func waitPeers(t *testing.T, nodes []*e2eNode) {
-	t.Helper()
-	waitFor(t, 10*time.Second, "nodes see each other", func() bool {
-		for _, n := range nodes {
-			a := n.b.Adapter("/")
-			if a == nil || a.AlivePeers() != len(nodes)-1 || n.io.Of("/", nil).Adapter().ServerCount() != int64(len(nodes)) {
-				return false
-			}
-		}
-		return true
-	})
 }
 
 // TestE2EOperations runs two, then three Go nodes on one Redis with six
@@ -83,11 +48,11 @@ func TestE2EOperations(t *testing.T) {
 
 func testE2EOperations(t *testing.T, count int) {
 	s := redistest.StartStandalone(t)
-	var nodes []*e2eNode
+	var nodes []*fltNode
 	for i := range count {
 		nodes = append(nodes, startE2ENode(t, fmt.Sprintf("n%d", i), s.URL()))
 	}
-	waitPeers(t, nodes)
+	fltWaitPeers(t, nodes...)
 	c := siotest.StartClients(t)
 	sids := map[string]string{}
 	for _, l := range []struct {
@@ -95,15 +60,13 @@ func testE2EOperations(t *testing.T, count int) {
 		node  int
 		rooms string
 	}{{"a", 0, "r1"}, {"b", 0, ""}, {"c", 1, "r1"}, {"d", 1, "r2"}, {"e", 2, "r2"}, {"f", 2, ""}} {
-		sids[l.id] = connectE2E(t, c, l.id, nodes[l.node%count].url+"/", l.rooms)
+		sids[l.id] = connectE2E(t, c, l.id, nodes[l.node%count].url(), l.rooms)
 	}
 	all := []string{"a", "b", "c", "d", "e", "f"}
 	// Joins are broadcast too: wait until every node sees all sockets.
-	waitFor(t, 10*time.Second, "six sockets seen from every node", func() bool {
+	siotest.Eventually(t, 10*time.Second, "six sockets seen from every node", func() bool {
 		for _, n := range nodes {
-			var got []*socket.RemoteSocket
-			n.io.FetchSockets()(func(s []*socket.RemoteSocket, err error) { got = s })
-			if len(got) != 6 {
+			if got, err := fltFetch(n); err != nil || len(got) != 6 {
 				return false
 			}
 		}
@@ -111,12 +74,18 @@ func testE2EOperations(t *testing.T, count int) {
 	})
 
 	t.Run("broadcast", func(t *testing.T) {
-		nodes[0].io.Emit("hello", 1, "two")
-		nodes[1].io.To("r1").Emit("to-r1")
-		nodes[count-1].io.Except("r1").Emit("not-r1")
-		nodes[0].io.To("r2").Except(socket.Room(sids["e"])).Emit("r2-not-e")
+		emit := func(err error) {
+			t.Helper()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		emit(nodes[0].srv.Srv.Emit("hello", 1, "two"))
+		emit(nodes[1].srv.Srv.To("r1").Emit("to-r1"))
+		emit(nodes[count-1].srv.Srv.Except("r1").Emit("not-r1"))
+		emit(nodes[0].srv.Srv.To("r2").Except(sids["e"]).Emit("r2-not-e"))
 		for _, n := range nodes {
-			n.io.Emit("sentinel-" + n.name)
+			emit(n.srv.Srv.Emit("sentinel-" + n.name))
 			c.WaitN(t, "sentinel", 6, 10*time.Second, siotest.IsEvent("sentinel-"+n.name))
 		}
 		for name, want := range map[string][]string{
@@ -132,66 +101,44 @@ func testE2EOperations(t *testing.T, count int) {
 	})
 
 	t.Run("fetchSockets", func(t *testing.T) {
-		var got []*socket.RemoteSocket
-		var ferr error
-		nodes[1].io.In("r1").FetchSockets()(func(s []*socket.RemoteSocket, err error) { got, ferr = s, err })
-		var ids []string
-		for _, s := range got {
-			ids = append(ids, string(s.Id()))
-		}
-		sort.Strings(ids)
-		want := []string{sids["a"], sids["c"]}
-		sort.Strings(want)
+		got, ferr := siotest.Fetch(nodes[1].srv.Srv.In("r1"))
+		ids := siotest.SocketIDs(got)
+		want := siotest.Sorted(sids["a"], sids["c"])
 		if ferr != nil || !slices.Equal(ids, want) {
 			t.Errorf("FetchSockets(r1) = %v, %v; want %v", ids, ferr, want)
 		}
 	})
 
 	t.Run("serverSideEmit-ack", func(t *testing.T) {
-		for _, n := range nodes {
-			n.io.On("ping", func(args ...any) {
-				args[len(args)-1].(socket.Ack)([]any{"pong-" + n.name}, nil)
-			})
-		}
-		ch := make(chan []any, 1)
-		errc := make(chan error, 1)
-		if err := nodes[count-1].io.ServerSideEmitWithAck("ping")(func(args []any, err error) { ch <- args; errc <- err }); err != nil {
-			t.Fatal(err)
-		}
-		args := siotest.Recv(t, ch, 10*time.Second, "serverSideEmit responses")
-		var got []string
-		for _, a := range args {
-			got = append(got, fmt.Sprint(a))
-		}
-		sort.Strings(got)
+		// Every node answers "ping" with "pong-<name>" (startFltNode).
+		got, err := fltPing(nodes[count-1])
 		var want []string
 		for i := range count - 1 {
 			want = append(want, fmt.Sprintf("pong-n%d", i))
 		}
-		if err := <-errc; err != nil || !slices.Equal(got, want) {
+		if err != nil || !slices.Equal(got, want) {
 			t.Errorf("responses %v, %v", got, err)
 		}
 	})
 
 	t.Run("broadcast-ack", func(t *testing.T) {
-		ch := make(chan []any, 1)
-		errc := make(chan error, 1)
-		_ = nodes[1].io.Timeout(5*time.Second).Emit("question", socket.Ack(func(args []any, err error) { ch <- args; errc <- err }))
-		args := siotest.Recv(t, ch, 10*time.Second, "broadcast acks")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		args, err := nodes[1].srv.Srv.Of("/").In().EmitWithAck(ctx, "question")
 		var got []string
 		for _, a := range args {
 			m, _ := a.(map[string]any)
 			got = append(got, fmt.Sprint(m["id"]))
 		}
 		sort.Strings(got)
-		if err := <-errc; err != nil || !slices.Equal(got, all) {
+		if err != nil || !slices.Equal(got, all) {
 			t.Errorf("acks from %v, %v", got, err)
 		}
 	})
 
 	t.Run("serverCount", func(t *testing.T) {
 		for _, n := range nodes {
-			if got := n.io.Of("/", nil).Adapter().ServerCount(); got != int64(count) {
+			if got := n.nsp().ServerCount(); got != count {
 				t.Errorf("%s: ServerCount %d", n.name, got)
 			}
 		}
@@ -208,33 +155,26 @@ func TestE2ENothingLost(t *testing.T) {
 	p := redistest.NewProxy(t, s.Addr())
 	sender := startE2ENode(t, "sender", s.URL())
 	cut := startE2ENode(t, "cut", "redis://"+p.Addr())
-	nodes := []*e2eNode{sender, cut}
-	waitPeers(t, nodes)
+	nodes := []*fltNode{sender, cut}
+	fltWaitPeers(t, nodes...)
 	c := siotest.StartClients(t)
 	var ids []string
 	for i := range 6 {
 		id := fmt.Sprintf("c%d", i)
 		ids = append(ids, id)
-		connectE2E(t, c, id, nodes[i%2].url+"/", "")
+		connectE2E(t, c, id, nodes[i%2].url(), "")
 	}
 
 	const total = 300
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := range total {
-			sender.io.Emit("seq", i)
-			time.Sleep(15 * time.Millisecond)
-		}
-	}()
+	done := fltSequence(t, sender, total)
 	c.WaitN(t, "first numbers", 6*20, 10*time.Second, siotest.IsEvent("seq"))
 	p.Cut()
-	waitFor(t, 10*time.Second, "cut node not ready", func() bool { return !cut.tr.Ready() })
+	siotest.Eventually(t, 10*time.Second, "cut node not ready", func() bool { return !cut.tr.Ready() })
 	time.Sleep(2500 * time.Millisecond) // the cut lasts while numbers flow
 	p.Restore()
 	<-done
 	siotest.CheckSequence(t, c, ids, "seq", total)
-	if v := value(cut.tr.metrics.readerErrors.WithLabelValues("socket.io")); v == 0 {
+	if v := cut.metric(t, "sockstream_cluster_stream_read_errors_total", "stream", "socket.io"); v == 0 {
 		t.Errorf("the cut was not noticed by the reader")
 	}
 }

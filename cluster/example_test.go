@@ -1,15 +1,15 @@
 package cluster_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"time"
 
-	"github.com/zishang520/socket.io/servers/socket/v3"
-
 	"github.com/sockstream/sockstream/adapter"
 	"github.com/sockstream/sockstream/cluster"
+	"github.com/sockstream/sockstream/server"
 )
 
 // A Socket.IO server whose nodes share a Redis through the Redis Streams
@@ -24,18 +24,23 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	defer tr.Close()
 
 	b, err := adapter.New(tr, adapter.Config{})
 	if err != nil {
+		_ = tr.Close()
 		fmt.Println(err)
 		return
 	}
-	opts := socket.DefaultServerOptions()
-	opts.SetAdapter(b)
-	io := socket.NewServer(nil, opts)
-	defer io.Close(nil)
-	http.Handle("/socket.io/", io.ServeHandler(nil))
+	// The server closes the transport at Shutdown, after its clients and
+	// adapters; /readyz follows the transport's readiness.
+	srv, err := server.New(server.Config{}, server.WithAdapter(b, tr.Ready, tr.Close))
+	if err != nil {
+		_ = tr.Close()
+		fmt.Println(err)
+		return
+	}
+	defer srv.Shutdown(context.Background())
+	http.Handle("/", srv.Handler())
 	// http.ListenAndServe(":3000", nil)
 }
 

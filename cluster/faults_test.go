@@ -1,22 +1,24 @@
 package cluster_test
 
 import (
+	"context"
 	"fmt"
+	"net/url"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
-	"github.com/zishang520/socket.io/servers/socket/v3"
 
 	"github.com/sockstream/sockstream/adapter"
 	"github.com/sockstream/sockstream/cluster"
 	"github.com/sockstream/sockstream/internal/redistest"
 	"github.com/sockstream/sockstream/internal/siotest"
+	"github.com/sockstream/sockstream/server"
 )
 
-// The fault tests run Go nodes (zishang520's server with the cluster
+// The fault tests run Go nodes (sockstream's server with the cluster
 // adapter on the Redis Streams transport) on one real Redis with official
 // clients on every node, and break something mid-run: the publishing
 // node's connection to Redis, Redis itself, or a whole node.
@@ -27,6 +29,8 @@ type fltConfig struct {
 	heartbeatTimeout  time.Duration
 	requestTimeout    time.Duration // the adapter's
 	configureClient   func(*rueidis.ClientOption)
+	// data, when not nil, sets each socket's data from its query.
+	data func(query url.Values) any
 }
 
 // fltDefault has short heartbeats, so that peers come and go quickly.
@@ -37,7 +41,8 @@ var fltDefault = fltConfig{
 }
 
 // fltNode is one Go node: a Socket.IO server whose adapter sits on its own
-// transport, with its own metrics registry.
+// transport, with its own metrics registry (the transport's, the
+// adapter's and the server's).
 type fltNode struct {
 	name string
 	tr   *cluster.Transport
@@ -73,16 +78,11 @@ func startFltNode(t *testing.T, name, redisURL string, cfg fltConfig) *fltNode {
 	if err != nil {
 		t.Fatalf("%s: adapter.New: %v", name, err)
 	}
-	so := socket.DefaultServerOptions()
-	so.SetAdapter(n.b)
-	n.srv = siotest.StartServer(t, name, so, func() { _ = tr.Close() })
-	n.srv.IO.Of("/", nil).Use(siotest.JoinQueryRooms(nil))
+	n.srv = siotest.StartServer(t, name, server.Config{Logger: log, Registry: n.reg},
+		server.WithAdapter(n.b, tr.Ready, tr.Close))
+	n.srv.Srv.Use(siotest.JoinQueryRooms(cfg.data))
 	// Every node answers a server-side "ping" with its name.
-	n.srv.IO.On("ping", func(args ...any) {
-		if ack, ok := args[len(args)-1].(socket.Ack); ok {
-			ack([]any{"pong-" + name}, nil)
-		}
-	})
+	n.srv.Srv.Of("/").OnServerSideEmit("ping", func(e *server.Event) { e.Ack("pong-" + name) })
 	return n
 }
 
@@ -137,7 +137,7 @@ func fltWaitPeers(t *testing.T, nodes ...*fltNode) {
 	siotest.Eventually(t, 15*time.Second, "nodes see each other", func() bool {
 		for _, n := range nodes {
 			a := n.nsp()
-			if a == nil || a.AlivePeers() != len(nodes)-1 || a.ServerCount() != int64(len(nodes)) {
+			if a == nil || a.AlivePeers() != len(nodes)-1 || a.ServerCount() != len(nodes) {
 				return false
 			}
 		}
@@ -147,38 +147,23 @@ func fltWaitPeers(t *testing.T, nodes ...*fltNode) {
 
 // fltFetch runs fetchSockets on every socket of n's main namespace.
 func fltFetch(n *fltNode) ([]string, error) {
-	var ids []string
-	var err error
-	n.srv.IO.FetchSockets()(func(s []*socket.RemoteSocket, e error) { ids, err = siotest.SocketIDs(s), e })
-	return ids, err
+	s, err := siotest.Fetch(n.srv.Srv.Of("/").In())
+	return siotest.SocketIDs(s), err
 }
 
 // fltPing runs serverSideEmitWithAck("ping") from n and returns the sorted
 // answers.
 func fltPing(n *fltNode) ([]string, error) {
-	type result struct {
-		answers []string
-		err     error
-	}
-	ch := make(chan result, 1)
-	err := n.srv.IO.ServerSideEmitWithAck("ping")(func(args []any, err error) {
-		var got []string
-		for _, a := range args {
-			got = append(got, fmt.Sprint(a))
-		}
-		ch <- result{siotest.Sorted(got...), err}
-	})
-	if err != nil {
-		return nil, err
-	}
 	// The adapter bounds the request with its RequestTimeout: this is a
 	// last resort that keeps a broken adapter from hanging the test.
-	select {
-	case r := <-ch:
-		return r.answers, r.err
-	case <-time.After(30 * time.Second):
-		return nil, fmt.Errorf("serverSideEmitWithAck never answered")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	args, err := n.srv.Srv.Of("/").ServerSideEmitWithAck(ctx, "ping")
+	var got []string
+	for _, a := range args {
+		got = append(got, fmt.Sprint(a))
 	}
+	return siotest.Sorted(got...), err
 }
 
 // fltSequence broadcasts the numbers 0..total-1 from n, one every 15 ms, in
@@ -192,7 +177,9 @@ func fltSequence(t *testing.T, n *fltNode, total int) <-chan struct{} {
 		tick := time.NewTicker(15 * time.Millisecond)
 		defer tick.Stop()
 		for i := range total {
-			n.srv.IO.Emit("seq", i)
+			if err := n.srv.Srv.Emit("seq", i); err != nil {
+				t.Errorf("%s: emit seq %d: %v", n.name, i, err)
+			}
 			select {
 			case <-tick.C:
 			case <-stop:

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,12 +15,29 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sockstream/sockstream/adapter"
-	"github.com/sockstream/sockstream/internal/siotest"
 )
 
-// tLogger is a logger for node name writing to t.Log until the test ends.
+// The internal tests cannot use internal/siotest, whose servers import
+// this package: its Logger and Eventually have their copies here.
+
+// tLogger is a logger for node name writing to t.Log until the test ends:
+// a transport may still log while it closes, after t.Log would panic.
 func tLogger(t testing.TB, name string) *slog.Logger {
-	return siotest.Logger(t).With("node", name)
+	w := &testWriter{t: t}
+	t.Cleanup(func() { w.done.Store(true) })
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", name)
+}
+
+type testWriter struct {
+	t    testing.TB
+	done atomic.Bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	if !w.done.Load() {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
 }
 
 // fastOpts are Options with short timings for tests, on redis URL url.
@@ -48,10 +66,16 @@ func startTransport(t testing.TB, name string, o Options) *Transport {
 	return tr
 }
 
-// waitFor is siotest.Eventually under this package's older name.
+// waitFor polls cond until it holds, failing t after timeout.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	siotest.Eventually(t, timeout, what, cond)
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for: %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func waitReady(t testing.TB, trs ...*Transport) {

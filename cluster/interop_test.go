@@ -1,28 +1,31 @@
 package cluster_test
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"reflect"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/zishang520/socket.io/servers/socket/v3"
 
 	"github.com/sockstream/sockstream/adapter"
 	"github.com/sockstream/sockstream/cluster"
 	"github.com/sockstream/sockstream/internal/redistest"
 	"github.com/sockstream/sockstream/internal/siotest"
 	"github.com/sockstream/sockstream/recovery"
+	"github.com/sockstream/sockstream/server"
 )
 
-// The mixed-cluster tests run one Go node (zishang520's server with the
+// The mixed-cluster tests run one Go node (sockstream's server with the
 // cluster adapter on the Redis Streams transport) and one Node node (socket.io
 // with @socket.io/redis-streams-adapter 0.3.1, testdata/cluster/node-peer.js)
 // on one real Redis, with official socket.io-client clients on both
@@ -85,7 +88,7 @@ func str(v any) string { s, _ := v.(string); return s }
 // ---- the mixed cluster ----
 
 type goNode struct {
-	io    *socket.Server
+	srv   *server.Server
 	tr    *cluster.Transport
 	b     *adapter.Builder
 	url   string
@@ -169,25 +172,28 @@ func startGoNode(t *testing.T, redisURL string, o mixedOptions) *goNode {
 		_ = tr.Close()
 		t.Fatalf("adapter.New: %v", err)
 	}
-	so := socket.DefaultServerOptions()
-	so.SetAdapter(b)
+	scfg := server.Config{Logger: log}
 	if o.recovery {
-		csr := socket.DefaultConnectionStateRecovery()
-		csr.SetMaxDisconnectionDuration(60_000)
-		csr.SetSkipMiddlewares(true)
-		so.SetConnectionStateRecovery(csr)
+		scfg.Recovery = server.RecoveryConfig{Enabled: true, MaxDisconnection: time.Minute, SkipMiddlewares: true}
 	}
-	srv := siotest.StartServer(t, goNodeName, so, func() {
-		if err := tr.Close(); err != nil {
-			t.Errorf("transport Close: %v", err)
-		}
-	})
-	g := &goNode{io: srv.IO, tr: tr, b: b, url: srv.URL, close: srv.Close}
+	// The server closes the transport at Shutdown, after its clients and
+	// adapters: Close reports the transport's Close error too.
+	srv := siotest.StartServer(t, goNodeName, scfg, server.WithAdapter(b, tr.Ready, tr.Close))
+	var once sync.Once
+	closeNode := func() {
+		once.Do(func() {
+			if err := srv.Close(); err != nil {
+				t.Errorf("Go node shutdown: %v", err)
+			}
+		})
+	}
+	t.Cleanup(closeNode)
+	g := &goNode{srv: srv.Srv, tr: tr, b: b, url: srv.URL, close: closeNode}
 	for _, name := range o.nsps {
 		// Same behavior as node-peer.js: rooms from the query, data
 		// {user, node}.
-		g.io.Of(name, nil).Use(siotest.JoinQueryRooms(func(q map[string]any) any {
-			return map[string]any{"user": siotest.QueryValue(q, "user"), "node": goNodeName}
+		g.srv.Of(name).Use(siotest.JoinQueryRooms(func(q url.Values) any {
+			return map[string]any{"user": q.Get("user"), "node": goNodeName}
 		}))
 	}
 	siotest.Eventually(t, waitLong, "transport ready", tr.Ready)
@@ -231,7 +237,7 @@ func (m *mixed) syncNodes(t *testing.T, nsp, goClient, nodeClient string) {
 	}
 	if nodeClient != "" {
 		probe("go2node", nodeClient, func(ev string) {
-			if err := m.gonode.io.Of(nsp, nil).Emit(ev); err != nil {
+			if err := m.gonode.srv.Of(nsp).Emit(ev); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -248,7 +254,7 @@ func (m *mixed) marker(t *testing.T, fromGo bool, nsp string, want int) {
 	t.Helper()
 	ev := fmt.Sprintf("marker-%d", m.node.seq.Add(1))
 	if fromGo {
-		if err := m.gonode.io.Of(nsp, nil).Emit(ev); err != nil {
+		if err := m.gonode.srv.Of(nsp).Emit(ev); err != nil {
 			t.Fatal(err)
 		}
 	} else {
@@ -290,7 +296,7 @@ func TestMixedCluster(t *testing.T) {
 	all := []string{"a", "b", "c", "d"}
 
 	t.Run("serverCount", func(t *testing.T) {
-		if got := g.io.Of("/", nil).Adapter().ServerCount(); got != 2 {
+		if got := g.b.Adapter("/").ServerCount(); got != 2 {
 			t.Errorf("Go ServerCount %d, want 2", got)
 		}
 		if got := m.node.call(t, map[string]any{"cmd": "serverCount", "nsp": "/"})["count"]; got != 2.0 {
@@ -326,7 +332,7 @@ func TestMixedCluster(t *testing.T) {
 			t.Run("broadcast-from-"+side+"/"+c.name, func(t *testing.T) {
 				ev := "bc-" + side + "-" + c.name
 				if side == "go" {
-					op := g.io.To(toRooms(c.rooms)...).Except(toRooms(c.except)...)
+					op := g.srv.To(c.rooms...).Except(c.except...)
 					if err := op.Emit(ev, c.args...); err != nil {
 						t.Fatal(err)
 					}
@@ -366,7 +372,7 @@ func TestMixedCluster(t *testing.T) {
 		want := []any{map[string]any{"$bin": "AQ=="}, "2023-11-14T22:13:20.500Z"}
 		for _, e := range m.clients.Filter(siotest.IsEvent("bc-date")) {
 			if !siotest.EqualJSON(e.Args, want) {
-				t.Errorf("client %v got %v, want %v (a time.Time reaching zishang520's JSON encoder)", e.ID, e.Args, want)
+				t.Errorf("client %v got %v, want %v (a time.Time reaching the server's JSON encoder)", e.ID, e.Args, want)
 			}
 		}
 	})
@@ -376,14 +382,10 @@ func TestMixedCluster(t *testing.T) {
 			args []any
 			err  error
 		}
-		ch := make(chan res, 1)
-		err := g.io.To("r1", "r2").Except("r2").Timeout(5*time.Second).Emit("g-ask", "q", socket.Ack(func(args []any, err error) {
-			ch <- res{args, err}
-		}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := siotest.Recv(t, ch, waitLong, "acks")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		var r res
+		r.args, r.err = g.srv.To("r1", "r2").Except("r2").EmitWithAck(ctx, "g-ask", "q")
 		var ids []string
 		for _, a := range r.args {
 			m, _ := a.(map[string]any)
@@ -417,43 +419,34 @@ func TestMixedCluster(t *testing.T) {
 	})
 
 	t.Run("fetchSockets-from-go", func(t *testing.T) {
-		sockets, err := siotest.Fetch(g.io.In())
+		sockets, err := siotest.Fetch(g.srv.Of("/").In())
 		if err != nil {
 			t.Fatalf("fetch: %v", err)
 		}
-		var ids []string
-		for _, s := range sockets {
-			ids = append(ids, string(s.Id()))
-		}
-		if slices.Sort(ids); !slices.Equal(ids, siotest.Sorted(sids["a"], sids["b"], sids["c"], sids["d"])) {
+		if ids := siotest.SocketIDs(sockets); !slices.Equal(ids, siotest.Sorted(sids["a"], sids["b"], sids["c"], sids["d"])) {
 			t.Fatalf("fetched %v", ids)
 		}
-		sockets, err = siotest.Fetch(g.io.In(socket.Room(sids["a"])))
+		sockets, err = siotest.Fetch(g.srv.In(sids["a"]))
 		if err != nil || len(sockets) != 1 {
 			t.Fatalf("fetch a: %v %v", len(sockets), err)
 		}
 		a := sockets[0]
-		var rooms []string
-		for _, r := range a.Rooms().Keys() {
-			rooms = append(rooms, string(r))
-		}
-		if slices.Sort(rooms); !slices.Equal(rooms, siotest.Sorted(sids["a"], "r1")) {
+		if rooms := siotest.Sorted(a.Rooms()...); !slices.Equal(rooms, siotest.Sorted(sids["a"], "r1")) {
 			t.Errorf("rooms of a %v", rooms)
 		}
 		if !siotest.EqualJSON(a.Data(), map[string]any{"user": "user-a", "node": nodeNodeName}) {
 			t.Errorf("data of a %#v", a.Data())
 		}
+		// The public Handshake has the Node socket's issued time as Time
+		// (its handshake.time string is not exposed).
 		h := a.Handshake()
-		if h == nil {
-			t.Fatal("no handshake")
-		}
-		if siotest.QueryValue(h.Query, "user") != "user-a" || siotest.QueryValue(h.Query, "EIO") != "4" ||
-			!strings.Contains(h.Url, "user=user-a") || h.Address == "" || h.Issued == 0 ||
-			h.Time == "" || h.Headers == nil || h.Headers["host"] == nil {
+		if h.Query.Get("user") != "user-a" || h.Query.Get("EIO") != "4" ||
+			!strings.Contains(h.URL, "user=user-a") || h.Address == "" || h.Time.UnixMilli() <= 0 ||
+			h.Headers == nil || h.Headers.Get("host") == "" {
 			t.Errorf("handshake of a %+v", h)
 		}
 		// Rooms and except select the Node node's sockets.
-		sockets, err = siotest.Fetch(g.io.In("r2").Except("r1"))
+		sockets, err = siotest.Fetch(g.srv.In("r2").Except("r1"))
 		if err != nil || len(sockets) != 2 {
 			t.Fatalf("fetch r2: %d %v", len(sockets), err)
 		}
@@ -461,7 +454,7 @@ func TestMixedCluster(t *testing.T) {
 
 	t.Run("remoteSocket-from-go", func(t *testing.T) {
 		// A Node socket fetched by Go, driven from Go: emit, join, leave.
-		sockets, err := siotest.Fetch(g.io.In(socket.Room(sids["b"])))
+		sockets, err := siotest.Fetch(g.srv.In(sids["b"]))
 		if err != nil || len(sockets) != 1 {
 			t.Fatalf("fetch b: %d %v", len(sockets), err)
 		}
@@ -517,9 +510,8 @@ func TestMixedCluster(t *testing.T) {
 			// querystring and http give a string for a single value, and
 			// header names in lower case; handshake.address is the
 			// client's IP, without a port. A Go socket must look the same
-			// to a Node node. (The Go adapter builds this in
-			// adapter/convert.go, socketInfo, from zishang520's
-			// handshake.)
+			// to a Node node. (The Go server builds this in
+			// server/local.go, nodeHandshake.)
 			q, _ := h["query"].(map[string]any)
 			headers, _ := h["headers"].(map[string]any)
 			if q["user"] != "user-d" || q["EIO"] != "4" || q["transport"] != "websocket" {
@@ -552,7 +544,7 @@ func TestMixedCluster(t *testing.T) {
 	t.Run("serverSideEmit-go-to-node", func(t *testing.T) {
 		m.node.call(t, map[string]any{"cmd": "listen", "nsp": "/", "event": "g-ping"})
 		m.node.call(t, map[string]any{"cmd": "listen", "nsp": "/", "event": "g-hello"})
-		if err := g.io.ServerSideEmit("g-hello", "world", []byte{7}); err != nil {
+		if err := g.srv.Of("/").ServerSideEmit("g-hello", "world", []byte{7}); err != nil {
 			t.Fatal(err)
 		}
 		ev := m.node.Wait(t, "g-hello", waitLong, func(ev map[string]any) bool { return ev["type"] == "sse" && ev["event"] == "g-hello" })
@@ -563,11 +555,10 @@ func TestMixedCluster(t *testing.T) {
 			args []any
 			err  error
 		}
-		ch := make(chan res, 1)
-		if err := g.io.ServerSideEmitWithAck("g-ping", "q", []byte{1, 2})(func(args []any, err error) { ch <- res{args, err} }); err != nil {
-			t.Fatal(err)
-		}
-		r := siotest.Recv(t, ch, waitLong, "an ack from the Node node")
+		ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+		defer cancel()
+		var r res
+		r.args, r.err = g.srv.Of("/").ServerSideEmitWithAck(ctx, "g-ping", "q", []byte{1, 2})
 		if r.err != nil || len(r.args) != 1 {
 			t.Fatalf("acks %v err %v", r.args, r.err)
 		}
@@ -580,20 +571,19 @@ func TestMixedCluster(t *testing.T) {
 
 	t.Run("serverSideEmit-node-to-go", func(t *testing.T) {
 		hello := make(chan []any, 1)
-		g.io.On("n-hello", func(args ...any) {
+		g.srv.Of("/").OnServerSideEmit("n-hello", func(e *server.Event) {
 			select {
-			case hello <- args:
+			case hello <- e.Args:
 			default:
 			}
 		})
-		g.io.On("n-ping", func(args ...any) {
-			ack, ok := args[len(args)-1].(socket.Ack)
-			if !ok || len(args) != 3 {
-				t.Errorf("n-ping args %#v", args)
+		g.srv.Of("/").OnServerSideEmit("n-ping", func(e *server.Event) {
+			if !e.HasAck() || len(e.Args) != 2 {
+				t.Errorf("n-ping args %#v (ack asked: %v)", e.Args, e.HasAck())
 				return
 			}
-			b, _ := args[1].([]byte)
-			ack([]any{map[string]any{"node": goNodeName, "bin": []byte{3, 4}, "got": args[0], "echo": b}}, nil)
+			b, _ := e.Args[1].([]byte)
+			e.Ack(map[string]any{"node": goNodeName, "bin": []byte{3, 4}, "got": e.Args[0], "echo": b})
 		})
 		m.node.call(t, map[string]any{"cmd": "serverSideEmit", "nsp": "/", "event": "n-hello", "args": []any{"world", 2}})
 		args := siotest.Recv(t, hello, waitLong, "n-hello on the Go node")
@@ -610,7 +600,7 @@ func TestMixedCluster(t *testing.T) {
 
 	t.Run("socketsJoin-leave", func(t *testing.T) {
 		// From Go: r1 members (a on Node, c on Go) join j1.
-		g.io.In("r1").SocketsJoin("j1")
+		g.srv.In("r1").SocketsJoin("j1")
 		siotest.Eventually(t, waitLong, "a in j1 on the Node node", func() bool {
 			rooms := m.node.call(t, map[string]any{"cmd": "localRooms", "nsp": "/"})["sockets"].(map[string]any)
 			return slices.Contains(sortedStrings(rooms[sids["a"]]), "j1") && !slices.Contains(sortedStrings(rooms[sids["b"]]), "j1")
@@ -620,21 +610,23 @@ func TestMixedCluster(t *testing.T) {
 		m.node.call(t, map[string]any{"cmd": "socketsJoin", "nsp": "/", "rooms": []string{"r2"}, "join": []string{"j2"}})
 		m.node.call(t, map[string]any{"cmd": "socketsLeave", "nsp": "/", "rooms": []string{"j1"}, "leave": []string{"r1"}})
 		siotest.Eventually(t, waitLong, "d in j2 and c out of r1 on the Go node", func() bool {
-			local, err := siotest.Fetch(g.io.Local().In("j2"))
-			if err != nil || len(local) != 1 || string(local[0].Id()) != sids["d"] {
+			local, err := siotest.Fetch(g.srv.Of("/").Local().In("j2"))
+			if err != nil || len(local) != 1 || local[0].ID() != sids["d"] {
 				return false
 			}
-			inR1, err := siotest.Fetch(g.io.Local().In("r1"))
+			inR1, err := siotest.Fetch(g.srv.Of("/").Local().In("r1"))
 			return err == nil && len(inR1) == 0
 		})
 		// From Go: everyone leaves "solo" (b on Node joined it above).
-		g.io.SocketsLeave("solo")
+		g.srv.Of("/").SocketsLeave("solo")
 		siotest.Eventually(t, waitLong, "b out of solo on the Node node", func() bool {
 			rooms := m.node.call(t, map[string]any{"cmd": "localRooms", "nsp": "/"})["sockets"].(map[string]any)
 			return !slices.Contains(sortedStrings(rooms[sids["b"]]), "solo")
 		})
 		m.node.call(t, map[string]any{"cmd": "broadcast", "nsp": "/", "rooms": []string{"j1", "j2"}, "event": "to-j", "args": []any{}})
-		_ = g.io.To("r1").Emit("to-r1")
+		if err := g.srv.To("r1").Emit("to-r1"); err != nil {
+			t.Fatal(err)
+		}
 		m.marker(t, false, "/", 4)
 		m.marker(t, true, "/", 4)
 		if got := m.clients.Receivers("to-j"); !slices.Equal(got, all) {
@@ -650,7 +642,7 @@ func TestMixedCluster(t *testing.T) {
 			return func(ev siotest.Event) bool { return ev.Type == "disconnect" && ev.ID == id }
 		}
 		// From Go: j2 members (b on Node, d on Go).
-		g.io.In("j2").DisconnectSockets(false)
+		g.srv.In("j2").DisconnectSockets(false)
 		for _, id := range []string{"b", "d"} {
 			ev := m.clients.Wait(t, "disconnect of "+id, waitLong, isDisconnect(id))
 			if ev.Reason != "io server disconnect" {
@@ -663,7 +655,7 @@ func TestMixedCluster(t *testing.T) {
 			m.clients.Wait(t, "disconnect of "+id, waitLong, isDisconnect(id))
 		}
 		siotest.Eventually(t, waitLong, "no socket left", func() bool {
-			s, err := siotest.Fetch(g.io.In())
+			s, err := siotest.Fetch(g.srv.Of("/").In())
 			return err == nil && len(s) == 0
 		})
 	})
@@ -674,21 +666,13 @@ func TestMixedCluster(t *testing.T) {
 		// as it is gone.
 		m.node.Stop()
 		siotest.Eventually(t, waitLong, "Go ServerCount back to 1", func() bool {
-			return g.io.Of("/", nil).Adapter().ServerCount() == 1
+			return g.b.Adapter("/").ServerCount() == 1
 		})
 		// Waiting for it would end in a timeout error.
-		if sockets, err := siotest.Fetch(g.io.In()); err != nil || len(sockets) != 0 {
+		if sockets, err := siotest.Fetch(g.srv.Of("/").In()); err != nil || len(sockets) != 0 {
 			t.Errorf("fetch after the Node node left: %d sockets, %v", len(sockets), err)
 		}
 	})
-}
-
-func toRooms(rs []string) []socket.Room {
-	out := make([]socket.Room, len(rs))
-	for i, r := range rs {
-		out[i] = socket.Room(r)
-	}
-	return out
 }
 
 func orEmpty(s []string) []string {
@@ -756,7 +740,7 @@ func TestMixedClusterStreamCount2(t *testing.T) {
 
 		// Go -> Node, on the stream Node reads for that namespace.
 		ev = "from-go-" + strings.Trim(nsp, "/")
-		if err := g.io.Of(nsp, nil).Emit(ev, nsp); err != nil {
+		if err := g.srv.Of(nsp).Emit(ev, nsp); err != nil {
 			t.Fatal(err)
 		}
 		m.clients.Wait(t, ev+" on the Go client", waitLong, siotest.IsEventFor(goClient, ev))
@@ -774,7 +758,7 @@ func TestMixedClusterStreamCount2(t *testing.T) {
 	}
 
 	for _, nsp := range nsps {
-		if got := g.io.Of(nsp, nil).Adapter().ServerCount(); got != 2 {
+		if got := g.b.Adapter(nsp).ServerCount(); got != 2 {
 			t.Errorf("%s: Go ServerCount %d, want 2", nsp, got)
 		}
 		if got := m.node.call(t, map[string]any{"cmd": "serverCount", "nsp": nsp})["count"]; got != 2.0 {
@@ -865,7 +849,7 @@ func TestMixedClusterRecovery(t *testing.T) {
 	for _, side := range []string{"go", "node"} {
 		ev := "live-" + side
 		if side == "go" {
-			if err := g.io.To("r1").Emit(ev, "x"); err != nil {
+			if err := g.srv.To("r1").Emit(ev, "x"); err != nil {
 				t.Fatal(err)
 			}
 		} else {
@@ -886,16 +870,16 @@ func TestMixedClusterRecovery(t *testing.T) {
 
 	// Meanwhile the Go node broadcasts: to a's room (JSON entry), to all
 	// with binary (MessagePack entry), and to a room a is not in.
-	if err := g.io.To("r1").Emit("missed-1", "one", map[string]any{"n": 1}); err != nil {
+	if err := g.srv.To("r1").Emit("missed-1", "one", map[string]any{"n": 1}); err != nil {
 		t.Fatal(err)
 	}
-	if err := g.io.Of("/", nil).Emit("missed-2", []byte{1, 2, 3}); err != nil {
+	if err := g.srv.Of("/").Emit("missed-2", []byte{1, 2, 3}); err != nil {
 		t.Fatal(err)
 	}
-	if err := g.io.To("r2").Emit("not-for-a", "x"); err != nil {
+	if err := g.srv.To("r2").Emit("not-for-a", "x"); err != nil {
 		t.Fatal(err)
 	}
-	if err := g.io.Except("r1").Emit("not-for-a-either", "x"); err != nil {
+	if err := g.srv.Except("r1").Emit("not-for-a-either", "x"); err != nil {
 		t.Fatal(err)
 	}
 	for _, ev := range []string{"missed-1", "missed-2", "not-for-a-either"} {
@@ -958,12 +942,16 @@ func TestMixedClusterRecovery(t *testing.T) {
 		m.node.call(t, map[string]any{"cmd": "broadcast", "nsp": "/", "rooms": []string{"r1"}, "event": "x-missed-a", "args": []any{"a"}})
 		siotest.Eventually(t, waitLong, "the entry in the stream", func() bool { return xlen(t, m.redis, "socket.io") == before+1 })
 		m.connectRecovering(t, "a2", g.url, "a", sidA)
+		// The client prints "connect" before the replayed packets: a
+		// marker from the same node, sent after them, is behind them on
+		// a2's connection (b, c and a2 are connected).
+		m.marker(t, true, "/", 3)
 		m.checkReplay(t, "a2", "x-missed-a", map[string][]any{"x-missed-a": {"a"}})
 		siotest.Eventually(t, waitLong, "a in r1 on the Go node", func() bool {
-			s, err := siotest.Fetch(g.io.Local().In("r1"))
-			return err == nil && slices.ContainsFunc(s, func(r *socket.RemoteSocket) bool { return string(r.Id()) == sidA })
+			s, err := siotest.Fetch(g.srv.Of("/").Local().In("r1"))
+			return err == nil && slices.ContainsFunc(s, func(r *server.RemoteSocket) bool { return r.ID() == sidA })
 		})
-		s, err := siotest.Fetch(g.io.Local().In(socket.Room(sidA)))
+		s, err := siotest.Fetch(g.srv.Of("/").Local().In(sidA))
 		if err != nil || len(s) != 1 || !siotest.EqualJSON(s[0].Data(), map[string]any{"user": "user-a", "node": nodeNodeName}) {
 			t.Errorf("a on the Go node: %d sockets, err %v", len(s), err)
 		}
@@ -973,11 +961,12 @@ func TestMixedClusterRecovery(t *testing.T) {
 		// c drops on the Go node and comes back on the Node node.
 		m.dropAndWaitSession(t, "c")
 		before := xlen(t, m.redis, "socket.io")
-		if err := g.io.To("r1").Emit("x-missed-c", []byte{5}); err != nil {
+		if err := g.srv.To("r1").Emit("x-missed-c", []byte{5}); err != nil {
 			t.Fatal(err)
 		}
 		siotest.Eventually(t, waitLong, "the entry in the stream", func() bool { return xlen(t, m.redis, "socket.io") == before+1 })
 		m.connectRecovering(t, "c2", m.nodeURL, "c", sidC)
+		m.marker(t, false, "/", 3) // b, a2 and c2 are connected
 		m.checkReplay(t, "c2", "x-missed-c", map[string][]any{"x-missed-c": {map[string]any{"$bin": "BQ=="}}})
 		rooms := m.node.call(t, map[string]any{"cmd": "localRooms", "nsp": "/"})["sockets"].(map[string]any)
 		if got := sortedStrings(rooms[sidC]); !slices.Equal(got, siotest.Sorted(sidC, "r1")) {

@@ -55,8 +55,12 @@ func TestTLSRediss(t *testing.T) {
 	sa := c.Connect(t, "ca", a.url(), map[string]string{"rooms": "r"}, nil).Sid
 	sb := c.Connect(t, "cb", b.url(), nil, nil).Sid
 
-	a.srv.IO.Emit("from-a", "x")
-	b.srv.IO.To("r").Emit("from-b-to-r", []byte{0, 1, 2})
+	if err := a.srv.Srv.Emit("from-a", "x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.srv.Srv.To("r").Emit("from-b-to-r", []byte{0, 1, 2}); err != nil {
+		t.Fatal(err)
+	}
 	c.WaitN(t, "from-a on both clients", 2, 10*time.Second, siotest.IsEvent("from-a"))
 	ev := c.Wait(t, "from-b-to-r", 10*time.Second, siotest.IsEvent("from-b-to-r"))
 	if ev.ID != "ca" || len(ev.Args) != 1 || !slices.Equal(siotest.Bin(t, ev.Args[0]), []byte{0, 1, 2}) {

@@ -2,18 +2,19 @@ package recovery_test
 
 import (
 	"context"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/zishang520/socket.io/servers/socket/v3"
 
 	"github.com/sockstream/sockstream/adapter"
 	"github.com/sockstream/sockstream/adapter/adaptertest"
 	"github.com/sockstream/sockstream/internal/siotest"
 	"github.com/sockstream/sockstream/recovery"
+	"github.com/sockstream/sockstream/server"
 )
 
 // ---- in-process cluster with an in-memory packet log ----
@@ -62,7 +63,7 @@ func (t loggingTransport) PublishBatch(ctx context.Context, msgs []*adapter.Mess
 
 type node struct {
 	name string
-	io   *socket.Server
+	io   *server.Server
 	srv  *siotest.Server
 	b    *adapter.Builder
 	url  string
@@ -80,56 +81,68 @@ type nodeConfig struct {
 
 func newNode(t *testing.T, name string, nc nodeConfig) *node {
 	t.Helper()
-	so := socket.DefaultServerOptions()
-	csr := socket.DefaultConnectionStateRecovery()
-	csr.SetMaxDisconnectionDuration(nc.maxDisconnect.Milliseconds())
-	csr.SetSkipMiddlewares(nc.skipMiddlewares)
-	so.SetConnectionStateRecovery(csr)
+	log := siotest.Logger(t).With("node", name)
 	b, err := adapter.New(nc.transport, adapter.Config{
 		HeartbeatInterval: 100 * time.Millisecond,
 		HeartbeatTimeout:  300 * time.Millisecond,
 		RequestTimeout:    5 * time.Second,
-		Logger:            siotest.Logger(t).With("node", name),
+		Logger:            log,
 		Registerer:        prometheus.NewRegistry(),
 		Sessions:          nc.sessions,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	so.SetAdapter(b)
+	var closeTransport func() error
+	if nc.closeTransport != nil {
+		closeTransport = func() error { nc.closeTransport(); return nil }
+	}
 	n := &node{name: name, b: b, sessions: nc.sessions}
-	n.srv = siotest.StartServer(t, name, so, nc.closeTransport)
-	n.io, n.url = n.srv.IO, n.srv.URL
+	n.srv = siotest.StartServer(t, name, server.Config{
+		Recovery: server.RecoveryConfig{
+			Enabled:          true,
+			MaxDisconnection: nc.maxDisconnect,
+			SkipMiddlewares:  nc.skipMiddlewares,
+		},
+		Logger: log,
+	}, server.WithAdapter(b, nil, closeTransport))
+	n.io, n.url = n.srv.Srv, n.srv.URL
 	// The rooms of the "rooms" query parameter; a recovered socket skips
 	// this (SkipMiddlewares) and gets its rooms from the session.
-	n.io.Of("/", nil).Use(siotest.JoinQueryRooms(func(q map[string]any) any {
-		return map[string]any{"user": siotest.QueryValue(q, "user")}
+	n.io.Use(siotest.JoinQueryRooms(func(q url.Values) any {
+		return map[string]any{"user": q.Get("user")}
 	}))
 	return n
 }
 
+// local fetches the sockets of n in room sid (this node's only).
+func (n *node) local(t *testing.T, sid string) []*server.RemoteSocket {
+	t.Helper()
+	ss, err := siotest.Fetch(n.io.Of("/").Local().In(sid))
+	if err != nil {
+		t.Fatalf("%s: fetch %s: %v", n.name, sid, err)
+	}
+	return ss
+}
+
 // socketRooms returns the rooms of socket sid on n, nil if n has no such
 // socket.
-func (n *node) socketRooms(sid string) []string {
+func (n *node) socketRooms(t *testing.T, sid string) []string {
+	t.Helper()
 	var rooms []string
-	n.io.In(socket.Room(sid)).Local().FetchSockets()(func(ss []*socket.RemoteSocket, _ error) {
-		for _, s := range ss {
-			for _, r := range s.Rooms().Keys() {
-				rooms = append(rooms, string(r))
-			}
-		}
-	})
+	for _, s := range n.local(t, sid) {
+		rooms = append(rooms, s.Rooms()...)
+	}
 	return rooms
 }
 
 // socketData returns the data of socket sid on n.
-func (n *node) socketData(sid string) any {
+func (n *node) socketData(t *testing.T, sid string) any {
+	t.Helper()
 	var data any
-	n.io.In(socket.Room(sid)).Local().FetchSockets()(func(ss []*socket.RemoteSocket, _ error) {
-		for _, s := range ss {
-			data = s.Data()
-		}
-	})
+	for _, s := range n.local(t, sid) {
+		data = s.Data()
+	}
 	return data
 }
 

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/zishang520/socket.io/servers/socket/v3"
 
 	"github.com/sockstream/sockstream/adapter"
 	"github.com/sockstream/sockstream/adapter/adaptertest"
@@ -89,19 +88,19 @@ func startEmitter(t *testing.T, n *node, event, room string) *emitter {
 			select {
 			case <-e.stop:
 				e.count = i
-				if err := n.io.To(socketRoom(room)).Emit(event+"-end", i); err != nil {
+				if err := n.io.To(room).Emit(event+"-end", i); err != nil {
 					t.Errorf("emit: %v", err)
 				}
 				return
 			default:
 			}
-			if err := n.io.To(socketRoom(room)).Emit(event, i); err != nil {
+			if err := n.io.To(room).Emit(event, i); err != nil {
 				t.Errorf("emit: %v", err)
 			}
 			// Noise the client must never get: another room, and the
 			// client's room excluded.
-			_ = n.io.To(socketRoom("elsewhere")).Emit("noise", i)
-			_ = n.io.To(socketRoom(room)).Except(socketRoom(room)).Emit("noise", i)
+			_ = n.io.To("elsewhere").Emit("noise", i)
+			_ = n.io.To(room).Except(room).Emit("noise", i)
 			time.Sleep(2 * time.Millisecond)
 		}
 	}()
@@ -196,12 +195,12 @@ func testRecovery(t *testing.T, be *backend, otherNode, bothNodes bool) {
 	if noise := c.Filter(siotest.IsEventFor("c1", "noise")); len(noise) > 0 {
 		t.Errorf("the client got %d packets not meant for it: %v", len(noise), noise[0].Args)
 	}
-	rooms := target.socketRooms(first.Sid)
+	rooms := target.socketRooms(t, first.Sid)
 	slices.Sort(rooms)
 	if want := sorted(first.Sid, "r1"); !slices.Equal(rooms, want) {
 		t.Errorf("rooms after recovery = %v, want %v", rooms, want)
 	}
-	if data := target.socketData(first.Sid); !reflect.DeepEqual(data, map[string]any{"user": "u1"}) {
+	if data := target.socketData(t, first.Sid); !reflect.DeepEqual(data, map[string]any{"user": "u1"}) {
 		t.Errorf("data after recovery = %#v, want the session's {user: u1}", data)
 	}
 	if got := attempts(t, be.reg, "recovered"); got != 1 {
@@ -233,7 +232,7 @@ func testExpired(t *testing.T, be *backend) {
 	a := be.node(t, "a", 500*time.Millisecond)
 	c := siotest.StartClients(t)
 	first := c.Connect(t, "c1", a.url+"/", map[string]string{"rooms": "r1"}, nil)
-	_ = a.io.To(socketRoom("r1")).Emit("x", 1) // gives the client an offset
+	_ = a.io.To("r1").Emit("x", 1) // gives the client an offset
 	c.WaitN(t, "x", 1, 10*time.Second, siotest.IsEventFor("c1", "x"))
 	c.Drop(t, "c1")
 	waitPersisted(t, be.reg, 1)
@@ -256,14 +255,14 @@ func testTrimmed(t *testing.T, be *backend, maxLen int) {
 	a := be.node(t, "a", time.Minute)
 	c := siotest.StartClients(t)
 	first := c.Connect(t, "c1", a.url+"/", map[string]string{"rooms": "r1"}, nil)
-	_ = a.io.To(socketRoom("r1")).Emit("x", -1)
+	_ = a.io.To("r1").Emit("x", -1)
 	got := c.WaitN(t, "x", 1, 10*time.Second, siotest.IsEventFor("c1", "x"))
 	offset, _ := got[0].Args[len(got[0].Args)-1].(string)
 	c.Drop(t, "c1")
 	waitPersisted(t, be.reg, 1)
 	// Publish until the client's offset has been trimmed away.
 	for i := 0; ; i++ {
-		_ = a.io.To(socketRoom("r1")).Emit("x", i)
+		_ = a.io.To("r1").Emit("x", i)
 		if i%maxLen == maxLen-1 && gone(t, a, offset) {
 			break
 		}
@@ -289,7 +288,7 @@ func testTrimmed(t *testing.T, be *backend, maxLen int) {
 	if second.Recovered || second.Sid == first.Sid {
 		t.Fatalf("after a trimmed offset: recovered=%v sid=%s (was %s); want a fresh session", second.Recovered, second.Sid, first.Sid)
 	}
-	_ = a.io.To(socketRoom("r1")).Emit("after")
+	_ = a.io.To("r1").Emit("after")
 	c.WaitN(t, "a live packet", 1, 10*time.Second, siotest.IsEventFor("c1", "after"))
 	if got := len(c.Filter(siotest.IsEventFor("c1", "x"))); got != 1 {
 		t.Errorf("the client got %d packets, want only the one before the outage (no partial replay)", got)
@@ -320,7 +319,7 @@ func testManyMissed(t *testing.T, be *backend, otherNode bool) {
 	waitPeers(t, a, b)
 	c := siotest.StartClients(t)
 	first := c.Connect(t, "c1", a.url+"/", map[string]string{"rooms": "r1"}, nil)
-	_ = b.io.To(socketRoom("r1")).Emit("m", -1)
+	_ = b.io.To("r1").Emit("m", -1)
 	c.WaitN(t, "first packet", 1, 10*time.Second, siotest.IsEventFor("c1", "m"))
 	c.Drop(t, "c1")
 	waitPersisted(t, be.reg, 1)
@@ -330,7 +329,7 @@ func testManyMissed(t *testing.T, be *backend, otherNode bool) {
 	go func() {
 		defer wg.Done()
 		for i := range missed {
-			_ = b.io.To(socketRoom("r1")).Emit("m", i)
+			_ = b.io.To("r1").Emit("m", i)
 		}
 	}()
 	wg.Wait()
@@ -348,7 +347,7 @@ func testManyMissed(t *testing.T, be *backend, otherNode bool) {
 			t.Fatalf("missed packet #%d has args %v, want [%d <offset>]", i, ev.Args, i)
 		}
 	}
-	_ = b.io.To(socketRoom("r1")).Emit("m-end")
+	_ = b.io.To("r1").Emit("m-end")
 	c.WaitN(t, "end", 1, 10*time.Second, siotest.IsEventFor("c1", "m-end"))
 	if got := len(c.Filter(siotest.IsEventFor("c1", "m"))); got != missed+1 {
 		t.Errorf("got %d packets, want %d", got, missed+1)
@@ -360,8 +359,6 @@ func testManyMissed(t *testing.T, be *backend, otherNode bool) {
 func TestRecoverMemoryManyMissed(t *testing.T) {
 	testManyMissed(t, memoryBackend(t, 50_000), true)
 }
-
-func socketRoom(r string) socket.Room { return socket.Room(r) }
 
 // slowLog makes every read take at least delay, after the end of the read
 // is fixed: the broadcasts of that time arrive live while the restore

@@ -1,6 +1,6 @@
 // Package siotest is the shared harness of the end-to-end tests that run
-// zishang520's Socket.IO server with the cluster adapter against the
-// official socket.io-client.
+// sockstream's Socket.IO server (package server) with the cluster adapter
+// against the official socket.io-client.
 //
 // It starts servers on loopback httptest listeners ([StartServer]), drives
 // Node processes that print one JSON object per line ([StartProc]), among

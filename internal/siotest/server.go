@@ -1,129 +1,116 @@
 package siotest
 
 import (
-	"net/http"
+	"context"
 	"net/http/httptest"
+	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/zishang520/socket.io/servers/socket/v3"
+	"github.com/sockstream/sockstream/server"
 )
 
-// closeTimeout bounds the wait for zishang520's Server.Close, which waits
-// for the adapters to close.
+// closeTimeout bounds the server's Shutdown, which waits for the handlers,
+// the adapters and what they sit on (a transport) to close.
 const closeTimeout = 10 * time.Second
 
-// Server is one zishang520 Socket.IO server on a loopback httptest server.
+// fetchTimeout bounds [Fetch]: the adapter ends a fetch at its own
+// RequestTimeout; this only keeps a broken one from hanging a test.
+const fetchTimeout = 30 * time.Second
+
+// Server is one sockstream Socket.IO server on a loopback httptest server.
 type Server struct {
-	// IO is the Socket.IO server.
-	IO *socket.Server
+	// Srv is the Socket.IO server.
+	Srv *server.Server
 	// URL is the base URL of the server, http://127.0.0.1:port, without a
 	// namespace.
 	URL string
 
-	t       testing.TB
-	name    string
-	ts      *httptest.Server
-	onClose func()
-	once    sync.Once
+	t        testing.TB
+	name     string
+	ts       *httptest.Server
+	once     sync.Once
+	closeErr error
 }
 
-// StartServer starts a Socket.IO server with opts (which hold its
-// adapter) on a loopback listener. name tells it apart in failures.
-// onClose, when not nil, runs after the server has closed: it closes what
-// the adapter sits on (a transport). t.Cleanup closes the server.
-func StartServer(t testing.TB, name string, opts *socket.ServerOptions, onClose func()) *Server {
+// StartServer builds a server from cfg and opts (server.WithAdapter for a
+// cluster adapter) and serves its Handler on a loopback listener. name
+// tells it apart in failures and logs; cfg.Logger defaults to [Logger]
+// with the node's name. t.Cleanup closes the server.
+func StartServer(t testing.TB, name string, cfg server.Config, opts ...server.Option) *Server {
 	t.Helper()
-	s := &Server{t: t, name: name, onClose: onClose}
-	s.IO = socket.NewServer(nil, opts)
-	mux := http.NewServeMux()
-	mux.Handle("/socket.io/", s.IO.ServeHandler(nil))
-	s.ts = httptest.NewServer(mux)
+	if cfg.Logger == nil {
+		cfg.Logger = Logger(t).With("node", name)
+	}
+	srv, err := server.New(cfg, opts...)
+	if err != nil {
+		t.Fatalf("%s: server.New: %v", name, err)
+	}
+	s := &Server{Srv: srv, t: t, name: name}
+	s.ts = httptest.NewServer(srv.Handler())
 	s.URL = s.ts.URL
-	t.Cleanup(s.Close)
+	t.Cleanup(func() { _ = s.Close() })
 	return s
 }
 
-// Close closes the Socket.IO server, then its listener and client
-// connections, then runs onClose. It is idempotent.
-func (s *Server) Close() {
+// Close shuts the server down (its clients are disconnected, its adapters
+// closed, then what WithAdapter gave to close: the transport), then closes
+// the listener and what connections remain. It returns Shutdown's error; it
+// is idempotent, returning the first result. A Shutdown that does not
+// return within closeTimeout fails the test.
+func (s *Server) Close() error {
 	s.once.Do(func() {
-		// The server first (its adapters unsubscribe), then the
-		// transport under them.
-		done := make(chan struct{})
-		go func() {
-			s.IO.Close(nil)
-			close(done)
-		}()
-		timer := time.NewTimer(closeTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+		defer cancel()
+		done := make(chan error, 1)
+		go func() { done <- s.Srv.Shutdown(ctx) }()
+		// A little beyond ctx: Shutdown returns when ctx ends.
+		timer := time.NewTimer(closeTimeout + 5*time.Second)
 		defer timer.Stop()
 		select {
-		case <-done:
+		case s.closeErr = <-done:
 		case <-timer.C:
-			s.t.Errorf("%s: server Close did not return in %v", s.name, closeTimeout)
+			s.t.Errorf("%s: server Shutdown did not return in %v", s.name, closeTimeout)
 		}
 		s.ts.CloseClientConnections()
 		s.ts.Close()
-		if s.onClose != nil {
-			s.onClose()
-		}
 	})
+	return s.closeErr
 }
 
 // JoinQueryRooms returns a middleware that joins a socket to the rooms of
 // its "rooms" query parameter (comma separated) and, when data is not
 // nil, sets the socket's data to data(query), before the client sees
 // "connect".
-func JoinQueryRooms(data func(query map[string]any) any) socket.NamespaceMiddleware {
-	return func(s *socket.Socket, next func(*socket.ExtendedError)) {
+func JoinQueryRooms(data func(query url.Values) any) server.Middleware {
+	return func(s *server.Socket) error {
 		q := s.Handshake().Query
-		if rooms := QueryValue(q, "rooms"); rooms != "" {
-			for _, r := range strings.Split(rooms, ",") {
-				s.Join(socket.Room(r))
-			}
+		if rooms := q.Get("rooms"); rooms != "" {
+			s.Join(strings.Split(rooms, ",")...)
 		}
 		if data != nil {
 			s.SetData(data(q))
 		}
-		next(nil)
+		return nil
 	}
 }
 
-// QueryValue returns the first value of query parameter k of a handshake,
-// "" if absent: zishang520 gives a string or a list depending on the path
-// the handshake took.
-func QueryValue(q map[string]any, k string) string {
-	switch v := q[k].(type) {
-	case string:
-		return v
-	case []string:
-		if len(v) > 0 {
-			return v[0]
-		}
-	case []any:
-		if len(v) > 0 {
-			s, _ := v[0].(string)
-			return s
-		}
-	}
-	return ""
-}
-
-// Fetch runs FetchSockets on op and returns its result.
-func Fetch(op *socket.BroadcastOperator) ([]*socket.RemoteSocket, error) {
-	var out []*socket.RemoteSocket
-	var err error
-	op.FetchSockets()(func(s []*socket.RemoteSocket, e error) { out, err = s, e })
-	return out, err
+// Fetch runs FetchSockets on b and returns its result.
+func Fetch(b *server.Broadcast) ([]*server.RemoteSocket, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
+	defer cancel()
+	return b.FetchSockets(ctx)
 }
 
 // SocketIDs returns the sorted ids of sockets.
-func SocketIDs(sockets []*socket.RemoteSocket) []string {
+func SocketIDs(sockets []*server.RemoteSocket) []string {
 	ids := make([]string, 0, len(sockets))
 	for _, s := range sockets {
-		ids = append(ids, string(s.Id()))
+		ids = append(ids, s.ID())
 	}
-	return Sorted(ids...)
+	slices.Sort(ids)
+	return ids
 }

@@ -1,13 +1,14 @@
 package siotest_test
 
 import (
+	"context"
+	"net/url"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/zishang520/socket.io/servers/socket/v3"
-
 	"github.com/sockstream/sockstream/internal/siotest"
+	"github.com/sockstream/sockstream/server"
 )
 
 // TestClientsRoundTrip drives the client script against a server with the
@@ -16,18 +17,15 @@ import (
 // session.
 func TestClientsRoundTrip(t *testing.T) {
 	t.Parallel()
-	so := socket.DefaultServerOptions()
-	csr := socket.DefaultConnectionStateRecovery()
-	csr.SetMaxDisconnectionDuration(60_000)
-	so.SetConnectionStateRecovery(csr)
-	srv := siotest.StartServer(t, "n0", so, nil)
-	srv.IO.Of("/", nil).Use(siotest.JoinQueryRooms(func(q map[string]any) any {
-		return map[string]any{"user": siotest.QueryValue(q, "user")}
+	srv := siotest.StartServer(t, "n0", server.Config{
+		Recovery: server.RecoveryConfig{Enabled: true, MaxDisconnection: time.Minute},
+	})
+	srv.Srv.Use(siotest.JoinQueryRooms(func(q url.Values) any {
+		return map[string]any{"user": q.Get("user")}
 	}))
 	echoed := make(chan []any, 1)
-	srv.IO.On("connection", func(args ...any) {
-		s := args[0].(*socket.Socket)
-		s.On("echo", func(a ...any) { echoed <- a })
+	srv.Srv.OnConnection(func(s *server.Socket) {
+		s.On("echo", func(e *server.Event) { echoed <- e.Args })
 	})
 
 	c := siotest.StartClients(t)
@@ -37,16 +35,16 @@ func TestClientsRoundTrip(t *testing.T) {
 		t.Fatalf("connect of a: %+v", a)
 	}
 
-	sockets, err := siotest.Fetch(srv.IO.In("r1"))
-	if err != nil || len(sockets) != 1 || string(sockets[0].Id()) != a.Sid {
+	sockets, err := siotest.Fetch(srv.Srv.In("r1"))
+	if err != nil || len(sockets) != 1 || sockets[0].ID() != a.Sid {
 		t.Fatalf("r1 holds %v (%v), want a (%s)", siotest.SocketIDs(sockets), err, a.Sid)
 	}
 	if !siotest.EqualJSON(sockets[0].Data(), map[string]any{"user": "ua"}) {
 		t.Errorf("data of a: %#v", sockets[0].Data())
 	}
 
-	_ = srv.IO.To("r1").Emit("to-r1", []byte{1, 2})
-	_ = srv.IO.Emit("to-all", "x")
+	_ = srv.Srv.To("r1").Emit("to-r1", []byte{1, 2})
+	_ = srv.Srv.Emit("to-all", "x")
 	c.WaitN(t, "to-all", 2, 10*time.Second, siotest.IsEvent("to-all"))
 	ev := c.Wait(t, "to-r1", 10*time.Second, siotest.IsEvent("to-r1"))
 	if got := c.Receivers("to-r1"); !slices.Equal(got, []string{"a"}) {
@@ -56,22 +54,21 @@ func TestClientsRoundTrip(t *testing.T) {
 		t.Errorf("binary arg %v", b)
 	}
 
-	acks := make(chan []any, 1)
-	_ = srv.IO.Timeout(5*time.Second).Except("r1").Emit("ask", socket.Ack(func(args []any, err error) {
-		if err != nil {
-			t.Errorf("ack: %v", err)
-		}
-		acks <- args
-	}))
-	if got := siotest.Recv(t, acks, 10*time.Second, "ack of b"); !siotest.EqualJSON(got, []any{"from-b"}) {
-		t.Errorf("acks %v, want [from-b]", got)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	acks, err := srv.Srv.Except("r1").EmitWithAck(ctx, "ask")
+	if err != nil {
+		t.Errorf("ack: %v", err)
+	}
+	if !siotest.EqualJSON(acks, []any{"from-b"}) {
+		t.Errorf("acks %v, want [from-b]", acks)
 	}
 
 	c.Emit(t, "a", "echo", map[string]any{"$bin": "AQI="}, "y")
 	got := siotest.Recv(t, echoed, 10*time.Second, "echo from a")
-	// zishang520 hands binary arguments over as a buffer type.
-	b, _ := got[0].(interface{ Bytes() []byte })
-	if len(got) != 2 || b == nil || !slices.Equal(b.Bytes(), []byte{1, 2}) || got[1] != "y" {
+	// Binary arguments are handed over as []byte.
+	b, _ := got[0].([]byte)
+	if len(got) != 2 || !slices.Equal(b, []byte{1, 2}) || got[1] != "y" {
 		t.Errorf("server got %#v", got)
 	}
 
