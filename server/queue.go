@@ -6,16 +6,13 @@ import (
 	"sync"
 )
 
-// handlerQueue runs one socket's handlers one at a time, in order, on a
-// goroutine that exists only while there is work.
-//
-// zishang520 runs handlers on the socket's own task queue, the one that also
-// processes the client's packets, acknowledgements included. A handler that
-// waits for an acknowledgement from its own client (Socket.EmitWithAck in an
-// On or OnConnection handler, the natural way to write a request/response
-// exchange in Go) therefore blocks the packet that would release it, and
-// always ends in a timeout. Handlers run here instead, so that zishang520's
-// queue stays free to deliver acks (TestEmitWithAckInHandler).
+// handlerQueue runs one socket's handlers (or a namespace's server-side
+// handlers) one at a time, in order, on a goroutine that exists only while
+// there is work: an idle socket costs no goroutine. The client's packets
+// are read and acknowledgements resolved on the connection's reading
+// goroutine, not here, so a handler that waits for an acknowledgement from
+// its own client (Socket.EmitWithAck in an On or OnConnection handler) is
+// released by the packet it waits for (TestEmitWithAckInHandler).
 type handlerQueue struct {
 	srv     *Server
 	mu      sync.Mutex

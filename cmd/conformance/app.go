@@ -1,17 +1,12 @@
 package main
 
 import (
-	"io"
 	"log/slog"
 	"net/http"
 	"time"
 
-	"github.com/sockstream/sockstream/internal/engineio"
+	"github.com/sockstream/sockstream/internal/eio"
 	"github.com/sockstream/sockstream/server"
-	"github.com/zishang520/socket.io/servers/engine/v3"
-	"github.com/zishang520/socket.io/servers/engine/v3/config"
-	"github.com/zishang520/socket.io/servers/engine/v3/transports"
-	"github.com/zishang520/socket.io/v3/pkg/types"
 )
 
 // The configuration both protocol test suites expect (their READMEs).
@@ -26,7 +21,7 @@ const (
 // Engine.IO server at /engine.io/, on one handler.
 type app struct {
 	srv    *server.Server
-	engine engine.Server
+	engine *eio.Server
 }
 
 func newApp(log *slog.Logger) (*app, error) {
@@ -56,38 +51,40 @@ func newApp(log *slog.Logger) (*app, error) {
 	srv.OnConnection(onConnection)
 	srv.Of("/custom").OnConnection(onConnection)
 
-	eng := newEngine(log)
-	srv.Mux().Handle("/engine.io/", engineio.ReleaseAfterHijack(eng))
+	eng, err := newEngine(log)
+	if err != nil {
+		return nil, err
+	}
+	srv.Mux().Handle("/engine.io/", eng)
 	return &app{srv: srv, engine: eng}, nil
 }
 
-// newEngine builds the bare Engine.IO server of the engine.io-protocol suite:
-// every message a client sends comes back as is. Its long-polling transport
-// carries the corrections of internal/engineio, as server.Server's does.
-func newEngine(log *slog.Logger) engine.Server {
-	polling := engineio.NewPolling(log)
-	opts := config.DefaultServerOptions()
-	opts.SetPingInterval(pingInterval)
-	opts.SetPingTimeout(pingTimeout)
-	opts.SetMaxHttpBufferSize(maxPayload)
-	// As the suite README: origin "*", no credentials.
-	opts.SetCors(&types.Cors{Origin: "*"})
-	opts.SetTransports(types.NewSet[transports.TransportCtor](polling, engineio.WebSocket{}))
-	eng := engine.NewServer(opts)
-	polling.Attach(eng)
-	_ = eng.On("connection", func(args ...any) {
-		sock, ok := args[0].(engine.Socket)
-		if !ok {
-			return
-		}
-		_ = sock.On("data", func(args ...any) {
-			if data, ok := args[0].(io.Reader); ok {
-				sock.Send(data, nil, nil)
-			}
-		})
-	})
-	return eng
+// newEngine builds the bare Engine.IO server of the engine.io-protocol suite
+// (internal/eio): every message a client sends comes back as is.
+func newEngine(log *slog.Logger) (*eio.Server, error) {
+	return eio.NewServer(eio.Options{
+		PingInterval: pingInterval,
+		PingTimeout:  pingTimeout,
+		MaxPayload:   maxPayload,
+		// The suite README asks for origin "*": every origin is allowed
+		// (reflected), without credentials.
+		AllowOrigin: func(string) bool { return true },
+		Logger:      log,
+	}, func(s *eio.Session) eio.Handler { return echo{s} })
 }
+
+// echo sends every message of its session back.
+type echo struct{ s *eio.Session }
+
+func (e echo) OnMessage(data []byte, binary bool) {
+	if binary {
+		_ = e.s.Send(eio.BinaryMessage(data))
+	} else {
+		_ = e.s.Send(eio.TextMessage(data))
+	}
+}
+
+func (echo) OnClose(string) {}
 
 // handler serves everything: /socket.io/, /engine.io/, /healthz, /readyz and
 // /metrics.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/sockstream/sockstream/server"
 )
@@ -43,7 +44,13 @@ func run(ctx context.Context, args []string, ready chan<- []net.Addr) error {
 		closeAll(lns)
 		return err
 	}
-	defer a.engine.Close()
+	defer func() {
+		// The engine's sessions end with the program; Close waits (a
+		// little) for its goroutines.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = a.engine.Close(ctx)
+	}()
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -41,8 +41,8 @@ func TestServesBothSuites(t *testing.T) {
 		}
 	}
 
-	// /engine.io/ echoes, over both transports, and carries the polling
-	// corrections of internal/engineio.
+	// /engine.io/ (internal/eio) echoes over both transports and closes a
+	// session on an invalid payload.
 	p := &eiotest.Poller{URL: base + "/engine.io/"}
 	if _, err := p.Handshake(ctx); err != nil {
 		t.Fatal(err)

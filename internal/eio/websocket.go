@@ -1,0 +1,282 @@
+package eio
+
+import (
+	"crypto/sha1"
+	"encoding/base64"
+	"net"
+	"net/http"
+	"time"
+)
+
+// closeWait is how long the reader waits for the client's answer to the
+// server's close frame before it closes the connection.
+const closeWait = time.Second
+
+// wsConn is one WebSocket connection: the hijacked net.Conn and what its
+// reader needs (see wsread.go). Writes go through the session's queue and
+// flusher, except the answers the reader writes itself before the
+// connection is the session's transport (the probe's "3probe").
+type wsConn struct {
+	conn net.Conn
+	pre  []byte // bytes net/http had read past the request, read first
+
+	// The reader's buffer: small frames (a PONG, a short event) are read
+	// with one read(2); larger payloads are read straight into their own
+	// slice.
+	buf  [128]byte
+	r, w int // buf[r:w] is unread
+
+	// Guarded by the session's mu: the close handshake.
+	closeSent  bool // our close frame is written
+	readerGone bool // the reader returned without closing conn
+}
+
+var wsGUID = []byte("258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
+
+// acceptWebSocket validates r's WebSocket handshake (RFC 6455, section 4.2)
+// and hijacks the connection. It returns the response to write (101) and
+// the connection, or answers the request itself and returns nil.
+func (srv *Server) acceptWebSocket(w http.ResponseWriter, r *http.Request) (*wsConn, []byte) {
+	key := r.Header.Get("Sec-WebSocket-Key")
+	if r.Header.Get("Sec-WebSocket-Version") != "13" {
+		w.Header().Set("Sec-WebSocket-Version", "13")
+		srv.abort(w, true, codeBadRequest, "")
+		return nil, nil
+	}
+	if k, err := base64.StdEncoding.DecodeString(key); err != nil || len(k) != 16 {
+		srv.abort(w, true, codeBadRequest, "")
+		return nil, nil
+	}
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		// HTTP/2 (RFC 8441 is not supported) or a writer that cannot.
+		srv.abort(w, true, codeBadRequest, "")
+		return nil, nil
+	}
+	c := &wsConn{conn: conn}
+	// Whatever net/http read past the request (a client may send its first
+	// frames at once) is kept; its bufio.Reader and Writer are dropped.
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		c.pre = append([]byte(nil), b...)
+	}
+	_ = conn.SetDeadline(time.Time{})
+	h := sha1.New()
+	h.Write([]byte(key))
+	h.Write(wsGUID)
+	resp := make([]byte, 0, 160)
+	resp = append(resp, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
+	resp = base64.StdEncoding.AppendEncode(resp, h.Sum(nil))
+	resp = append(resp, "\r\n\r\n"...)
+	return c, resp
+}
+
+// rawAbort answers a hijacked upgrade request as Node's abortUpgrade does,
+// and closes the connection.
+func rawAbort(c *wsConn, message string) {
+	_ = c.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = c.conn.Write([]byte("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-type: text/html\r\nContent-Length: " +
+		itoa(len(message)) + "\r\n\r\n" + message))
+	_ = c.conn.Close()
+}
+
+func itoa(n int) string {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			return string(b[i:])
+		}
+	}
+}
+
+// refuseWebSocket completes the handshake and closes the WebSocket at once:
+// the 101 response and a close frame in one write, then the connection is
+// closed once the client's answer came (or closeWait passed), so that the
+// client sees a clean close.
+func refuseWebSocket(c *wsConn, resp []byte) {
+	_ = c.conn.SetDeadline(time.Now().Add(closeWait))
+	if _, err := c.conn.Write(append(resp, closeNormal.wsFrame()...)); err == nil {
+		var b [64]byte
+		_, _ = c.conn.Read(b[:])
+	}
+	_ = c.conn.Close()
+}
+
+// handshakeWebSocket opens a session over WebSocket: the 101 response and
+// the open packet go out in one write, then the reader starts.
+func (srv *Server) handshakeWebSocket(w http.ResponseWriter, r *http.Request) {
+	c, resp := srv.acceptWebSocket(w, r)
+	if c == nil {
+		return
+	}
+	s, h := srv.newSession(r, WebSocket)
+	if h == nil {
+		rawAbort(c, errorMessages[codeForbidden])
+		return
+	}
+	s.ws = c
+	s.flushing = true // this goroutine writes the open packet
+	if !srv.register(s, h, 1) {
+		s.mu.Lock()
+		byAccept := s.wsClosed && len(s.queue) > 0
+		c.readerGone = true
+		s.mu.Unlock()
+		if byAccept {
+			// Closed by accept itself: the open packet, what it queued,
+			// and the close frame; then the connection is closed.
+			s.flush(resp)
+			return
+		}
+		_ = c.conn.Close()
+		return
+	}
+	go func() {
+		defer srv.track.done()
+		c.readLoop(s)
+	}()
+	s.flush(resp)
+}
+
+// upgradeSession accepts a WebSocket for the polling session s: the upgrade
+// begins (probe, then "5").
+func (srv *Server) upgradeSession(w http.ResponseWriter, r *http.Request, s *Session) {
+	s.mu.Lock()
+	ok := !s.ended && s.transport == Polling && s.probe == nil && !srv.opts.DisableUpgrades
+	s.mu.Unlock()
+	c, resp := srv.acceptWebSocket(w, r)
+	if c == nil {
+		return
+	}
+	if !ok {
+		// Node accepts such a WebSocket (its session is already upgrading
+		// or upgraded) and closes it.
+		refuseWebSocket(c, resp)
+		return
+	}
+	_ = c.conn.SetWriteDeadline(time.Now().Add(srv.opts.WriteTimeout))
+	if hook := testHookWrite.Load(); hook != nil {
+		(*hook)(len(resp))
+	}
+	if _, err := c.conn.Write(resp); err != nil {
+		_ = c.conn.Close()
+		return
+	}
+	s.mu.Lock()
+	if s.ended || s.transport != Polling || s.probe != nil {
+		s.mu.Unlock()
+		_ = c.conn.Close()
+		return
+	}
+	s.probe = c
+	s.upDue = time.Now().Add(srv.opts.UpgradeTimeout)
+	s.rearmLocked()
+	srv.track.add()
+	s.mu.Unlock()
+	go func() {
+		defer srv.track.done()
+		c.readLoop(s)
+	}()
+}
+
+// flushLoop writes the queue until it is empty, then exits; the next Send
+// starts another. Everything queued when a write starts goes out in that
+// one write.
+func (s *Session) flushLoop() { s.flush(nil) }
+
+// flush is flushLoop with bytes to write before the first batch (the 101
+// response of a WebSocket handshake).
+func (s *Session) flush(prefix []byte) {
+	for {
+		s.mu.Lock()
+		batch := s.queue
+		s.queue = nil
+		c := s.ws
+		if len(batch) == 0 && prefix == nil {
+			s.flushing = false
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+
+		err := s.writeFrames(c, prefix, batch)
+		prefix = nil
+		closing := len(batch) > 0 && batch[len(batch)-1].isControlFrame() && batch[len(batch)-1].op == opClose
+
+		s.mu.Lock()
+		for _, m := range batch {
+			s.queued -= m.size()
+		}
+		if err != nil {
+			s.flushing = false
+			s.wsClosed = true
+			s.queue = nil
+			s.endLocked(ReasonTransportError, endAbort)
+			s.mu.Unlock()
+			_ = c.conn.Close()
+			return
+		}
+		if closing {
+			c.closeSent = true
+			gone := c.readerGone
+			s.flushing = false
+			s.queue = nil
+			s.mu.Unlock()
+			if gone {
+				_ = c.conn.Close()
+			} else {
+				_ = c.conn.SetReadDeadline(time.Now().Add(closeWait))
+			}
+			return
+		}
+		s.mu.Unlock()
+	}
+}
+
+// writeFrames writes prefix and the frames of batch in one write(2), with
+// the write deadline.
+func (s *Session) writeFrames(c *wsConn, prefix []byte, batch []*Message) error {
+	n := len(prefix)
+	for _, m := range batch {
+		n += len(m.wsFrame())
+	}
+	_ = c.conn.SetWriteDeadline(time.Now().Add(s.srv.opts.WriteTimeout))
+	if hook := testHookWrite.Load(); hook != nil {
+		(*hook)(n)
+	}
+	if n > maxPooledBuffer && len(batch) <= 1024 && prefix == nil {
+		if _, ok := c.conn.(*net.TCPConn); ok {
+			// Large frames are not copied: one writev(2).
+			bufs := make(net.Buffers, len(batch))
+			for i, m := range batch {
+				bufs[i] = m.wsFrame()
+			}
+			_, err := bufs.WriteTo(c.conn)
+			return err
+		}
+	}
+	bp := getBuffer(n)
+	buf := append((*bp)[:0], prefix...)
+	for _, m := range batch {
+		buf = append(buf, m.wsFrame()...)
+	}
+	*bp = buf
+	_, err := c.conn.Write(buf)
+	putBuffer(bp)
+	return err
+}
+
+// writeDirect writes one frame from the reader goroutine, before the
+// connection is the session's transport (nobody else writes to it then).
+func (c *wsConn) writeDirect(m *Message, timeout time.Duration) error {
+	_ = c.conn.SetWriteDeadline(time.Now().Add(timeout))
+	f := m.wsFrame()
+	if hook := testHookWrite.Load(); hook != nil {
+		(*hook)(len(f))
+	}
+	_, err := c.conn.Write(f)
+	return err
+}
