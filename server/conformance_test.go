@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockstream/sockstream/internal/engineio/eiotest"
+	"github.com/sockstream/sockstream/internal/eiotest"
 	"github.com/sockstream/sockstream/server"
 )
 
@@ -393,6 +393,12 @@ func TestConformanceMaxPayload(t *testing.T) {
 	big := `42["message","` + strings.Repeat("x", confMaxPayload) + `"]`
 	if r, err := p.Post(ctx, big); err != nil || r.Status != http.StatusRequestEntityTooLarge {
 		t.Errorf("POST over maxPayload = %d, %v; want 413", r.Status, err)
+	}
+	// The session that sent too much is closed (docs/compatibility.md):
+	// the chunked case on a session of its own.
+	p = &eiotest.Poller{URL: url}
+	if _, err := p.Handshake(ctx); err != nil {
+		t.Fatal(err)
 	}
 	if r, err := p.PostReader(ctx, io.MultiReader(strings.NewReader(big))); err != nil || r.Status != http.StatusRequestEntityTooLarge {
 		t.Errorf("chunked POST over maxPayload = %d, %v; want 413", r.Status, err)

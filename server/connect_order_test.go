@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockstream/sockstream/internal/engineio/eiotest"
+	"github.com/sockstream/sockstream/internal/eiotest"
 )
 
 // TestConnectThenEventBackToBack: a client that writes CONNECT and an event

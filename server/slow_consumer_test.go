@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/sockstream/sockstream/internal/engineio/eiotest"
+	"github.com/sockstream/sockstream/internal/eiotest"
 	"github.com/sockstream/sockstream/server"
 )
 

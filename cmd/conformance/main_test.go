@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockstream/sockstream/internal/engineio/eiotest"
+	"github.com/sockstream/sockstream/internal/eiotest"
 )
 
 // TestServesBothSuites starts the program on a free port and checks, with

@@ -3,7 +3,7 @@ package eiotest_test
 import (
 	"fmt"
 
-	"github.com/sockstream/sockstream/internal/engineio/eiotest"
+	"github.com/sockstream/sockstream/internal/eiotest"
 )
 
 func ExampleParseOpen() {
