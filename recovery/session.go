@@ -92,7 +92,8 @@ var (
 
 // ValidPID reports whether pid has the shape of a private session id as the
 // servers generate them: 20 characters of URL-safe base64 (Node's base64id,
-// 15 bytes) or 24 (zishang520's, 18 bytes). Checking it before using the pid
+// 15 bytes, and sockstream's) or 24 (18 bytes: the zishang520-based
+// releases of sockstream). Checking it before using the pid
 // in a key keeps client-chosen bytes (key patterns, huge strings) away from
 // the backend.
 func ValidPID(pid string) bool {

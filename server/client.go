@@ -132,7 +132,7 @@ func (c *client) connect(p *siocodec.Packet) {
 		return
 	}
 	if dup {
-		// Node replaces nothing and answers nothing useful here; a second
+		// Node closes the connection here too ("invalid state"); a second
 		// CONNECT for a joined namespace is a client bug.
 		c.srv.log.Info("closing a connection: second CONNECT for a namespace", "sid", c.sess.ID(), "nsp", p.Nsp)
 		c.sess.Close()

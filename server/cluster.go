@@ -17,15 +17,15 @@ import (
 
 // RedisConfig clusters the server over Redis Streams: with URL set, the
 // server uses sockstream's cluster adapter (wire compatible with Node's
-// @socket.io/redis-streams-adapter) instead of the in-memory one, and
-// broadcasts, rooms operations, FetchSockets and server-side emits reach
-// every server on the same Redis and stream. Zero fields take the defaults
-// of package cluster, which are Node's.
+// @socket.io/redis-streams-adapter) over Redis instead of an in-memory
+// transport, and broadcasts, rooms operations, FetchSockets and server-side
+// emits reach every server on the same Redis and stream. Zero fields take
+// the defaults of package cluster, which are Node's.
 type RedisConfig struct {
 	// URL is the Redis server, redis://[user:password@]host:port[/db] or
 	// rediss:// for TLS; a Redis Cluster is
 	// redis://host1:port1?addr=host2:port2&addr=host3:port3. Empty means no
-	// clustering (the in-memory adapter).
+	// clustering (the same adapter over an in-memory transport).
 	URL string
 
 	// StreamName is the stream (or, with StreamCount > 1, the prefix of the

@@ -146,7 +146,7 @@ func TestConformanceHandshake(t *testing.T) {
 	if o.SID == "" || len(o.Upgrades) != 0 || o.PingInterval != 300 || o.PingTimeout != 200 || o.MaxPayload != confMaxPayload {
 		t.Errorf("websocket handshake %+v, want upgrades [] and the same timings", o)
 	}
-	// Node's code for an unsupported revision is 5 (upstream: 4).
+	// Node's code for an unsupported revision is 5 (zishang520's engine sent 4).
 	if r, err := p.Do(ctx, http.MethodGet, "EIO=3&transport=polling", nil); err != nil ||
 		r.Status != http.StatusBadRequest || r.Body != `{"code":5,"message":"Unsupported protocol version"}` {
 		t.Errorf("GET ?EIO=3 = %+v, %v; want 400 with code 5", r, err)

@@ -191,8 +191,8 @@ func (c *chat) message(s *server.Socket, e *server.Event) {
 		return
 	}
 	if err := c.srv.Of("/").ServerSideEmit(historyEvent, m); err != nil {
-		// Expected on one node with the in-memory adapter, which has no
-		// other node to tell.
+		// Only once the adapter is closed (shutdown): on one node the
+		// in-memory transport takes it and there is no other node to tell.
 		c.log.Debug("chat: history not shared with other nodes", "err", err)
 	}
 	e.Ack(map[string]any{"ok": true, "id": m.ID, "at": m.At})

@@ -1,6 +1,6 @@
 // Command chat is sockstream's demo: a chat server with rooms, presence,
-// typing indicators, message history and acknowledgements, on one node with
-// the in-memory adapter, or clustered over Redis.
+// typing indicators, message history and acknowledgements, on one node
+// without Redis, or clustered over Redis.
 //
 //	chat [-addr :3000] [-history 50]
 //

@@ -9,7 +9,8 @@
 //   - /engine.io/: a bare Engine.IO server configured as the
 //     engine.io-protocol suite's README asks, which sends every message back.
 //
-// Both carry the corrections of internal/engineio.
+// Both run on sockstream's own core: /engine.io/ is an internal/eio server,
+// /socket.io/ a server.Server (itself on internal/eio).
 //
 // Usage:
 //

@@ -18,7 +18,7 @@ import (
 )
 
 // startApp serves, in process, the application of cmd/benchapp (the same
-// three handlers) on the in-memory adapter.
+// three handlers) on one node, without Redis.
 func startApp(t *testing.T, cfg server.Config) string {
 	t.Helper()
 	cfg.Logger = slog.New(slog.DiscardHandler)

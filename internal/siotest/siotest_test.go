@@ -12,7 +12,7 @@ import (
 )
 
 // TestClientsRoundTrip drives the client script against a server with the
-// default in-memory adapter: rooms and data from the query, events both
+// default single-node adapter: rooms and data from the query, events both
 // ways with binary, acknowledgements, a dropped transport and a recovered
 // session.
 func TestClientsRoundTrip(t *testing.T) {
