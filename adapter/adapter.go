@@ -24,9 +24,11 @@ const maxBatch = 256
 // DelSockets, DisconnectSockets, ServerSideEmit, the FETCH_SOCKETS request)
 // are queued and carried out by one goroutine, in call order: it publishes a
 // message, then applies it to the local sockets, so two operations of a
-// namespace reach every node, this one included, in the same order. As in
-// Node, the local effect therefore happens shortly after the call returns,
-// not during it.
+// namespace reach every node, this one included, in the same order. The
+// caller waits until its message was handed to the transport and the
+// transport answered (what its answer means: Transport.Publish); callers that wait at the same time are published
+// together, in one PublishBatch. Local-only operations (Flags.Local) and
+// volatile broadcasts are queued the same way but not waited for.
 //
 // It runs from Builder.New to Close: New subscribes (in the background,
 // retrying until the transport accepts), announces the node and starts the
@@ -88,6 +90,12 @@ type NamespaceAdapter struct {
 type outItem struct {
 	msg   *Message
 	local func(offset string)
+	// err is the publication's outcome (nil when published or queued by
+	// the transport), set by the outbound worker before it runs local.
+	err error
+	// done, when not nil, receives err once the message was handed to the
+	// transport and the local part applied: the caller waits on it.
+	done chan error
 }
 
 var _ Adapter = (*NamespaceAdapter)(nil)
@@ -214,14 +222,22 @@ func (a *NamespaceAdapter) push(it *outItem) bool {
 	return false
 }
 
-// pushOp is push for an operation of the Adapter interface: ErrClosed when
-// the adapter is closed (the local part was applied, nothing published),
-// unless the operation was local only anyway.
-func (a *NamespaceAdapter) pushOp(it *outItem, local bool) error {
-	if !a.push(it) && !local {
+// pushOp is push for an operation of the Adapter interface. An operation
+// with a message to publish waits for the transport's verdict: nil once
+// the transport took the message, else the error (see publishError);
+// ErrClosed when the adapter is closed (the local part was then applied,
+// nothing published). A local-only operation, or a volatile broadcast, is
+// not waited for and returns nil, even after Close.
+func (a *NamespaceAdapter) pushOp(it *outItem, wait bool) error {
+	if it.msg == nil || !wait {
+		a.push(it)
+		return nil
+	}
+	it.done = make(chan error, 1)
+	if !a.push(it) {
 		return ErrClosed
 	}
-	return nil
+	return <-it.done
 }
 
 // outLoop is the outbound worker: it publishes queued messages in order and
@@ -272,9 +288,9 @@ func (a *NamespaceAdapter) process(items []*outItem) {
 					err = errors.New("transport returned fewer results than messages")
 				}
 				j++
-				a.published(it.msg, err)
+				a.published(it, err)
 			}
-			a.runLocal(it, offset)
+			a.finish(it, offset)
 		}
 		return
 	}
@@ -283,9 +299,18 @@ func (a *NamespaceAdapter) process(items []*outItem) {
 		if it.msg != nil {
 			var err error
 			offset, err = a.transport.Publish(a.pubCtx, it.msg)
-			a.published(it.msg, err)
+			a.published(it, err)
 		}
-		a.runLocal(it, offset)
+		a.finish(it, offset)
+	}
+}
+
+// finish applies the local part of it and answers its caller, if one
+// waits.
+func (a *NamespaceAdapter) finish(it *outItem, offset string) {
+	a.runLocal(it, offset)
+	if it.done != nil {
+		it.done <- it.err
 	}
 }
 
@@ -297,15 +322,29 @@ func (a *NamespaceAdapter) runLocal(it *outItem, offset string) {
 	it.local(offset)
 }
 
-func (a *NamespaceAdapter) published(msg *Message, err error) {
+// published records the transport's verdict on it.msg: counted, and
+// it.err set to what the caller gets.
+func (a *NamespaceAdapter) published(it *outItem, err error) {
+	msg := it.msg
 	if err == nil {
 		if msg.Type == Broadcast {
 			a.m.broadcastsPub.Inc()
 		}
 		return
 	}
+	it.err = a.publishError(msg.Type, err)
 	a.m.publishErrors.WithLabelValues(msg.Type.String()).Inc()
 	a.warnLimited("publish failed", "type", msg.Type.String(), "err", err)
+}
+
+// publishError is the error a caller gets for a message the transport did
+// not take: it wraps the transport's error (ErrBufferFull, ErrUnavailable,
+// ErrClosed...) and, when Close cut the publication short, ErrClosed.
+func (a *NamespaceAdapter) publishError(t MessageType, err error) error {
+	if !errors.Is(err, ErrClosed) && a.pubCtx.Err() != nil && errors.Is(err, context.Canceled) {
+		return fmt.Errorf("adapter: %s not published: %w: %w", t, ErrClosed, err)
+	}
+	return fmt.Errorf("adapter: %s not published: %w", t, err)
 }
 
 // warnLimited logs at most one warning per second per adapter: a transport
@@ -358,14 +397,24 @@ func (a *NamespaceAdapter) ServerCount() int {
 	if a.isClosing() {
 		return 1
 	}
-	return 1 + a.snapshot().expected
+	return 1 + a.snapshot(a.ctx).expected
 }
 
 // Broadcast publishes the packet to the other nodes (unless opts.Flags.Local)
-// and then delivers it to the matching local sockets, in call order. A
-// volatile packet is not published while the transport is not Ready. It
-// returns nil once queued, ErrClosed after Close (the packet then reaches
-// the local sockets only).
+// and then delivers it to the matching local sockets, in call order.
+//
+// It returns once the transport answered: nil when it took the packet
+// (written to the stream, or queued in its bounded outage buffer, see
+// Transport.Publish), else an error wrapping the transport's
+// (ErrBufferFull, ErrUnavailable, ...): the other nodes will not get the
+// packet. As in Node, the local sockets get it either way. After Close it
+// returns ErrClosed (the packet then reaches the local sockets only).
+//
+// A local-only packet (opts.Flags.Local) is queued, not waited for, and
+// never fails. A volatile one is not waited for either, and returns nil
+// (ErrClosed after Close): it is not published while the transport is not
+// Ready (counted in volatile_dropped_total), and a publication that fails
+// is only counted.
 func (a *NamespaceAdapter) Broadcast(p *Packet, opts Options) error {
 	if p == nil {
 		return errors.New("adapter: Broadcast of a nil packet")
@@ -376,14 +425,23 @@ func (a *NamespaceAdapter) Broadcast(p *Packet, opts Options) error {
 	it := &outItem{local: func(offset string) {
 		a.deliver(local, opts, offset, pathOut)
 	}}
-	if !opts.Flags.Local && !a.isClosing() {
-		if opts.Flags.Volatile && !a.transport.Ready() {
-			a.m.volatileDropped.Inc()
-		} else {
-			it.msg = a.message(Broadcast, &BroadcastData{Packet: wire, Opts: opts})
-		}
+	if opts.Flags.Local {
+		return a.pushOp(it, false)
 	}
-	return a.pushOp(it, opts.Flags.Local)
+	if opts.Flags.Volatile {
+		if a.isClosing() {
+			a.runLocal(it, "")
+			return ErrClosed
+		}
+		if a.transport.Ready() {
+			it.msg = a.message(Broadcast, &BroadcastData{Packet: wire, Opts: opts})
+		} else {
+			a.m.volatileDropped.Inc()
+		}
+		return a.pushOp(it, false)
+	}
+	it.msg = a.message(Broadcast, &BroadcastData{Packet: wire, Opts: opts})
+	return a.pushOp(it, true)
 }
 
 // addOffset appends the stream offset to an event packet without ack id and
@@ -421,6 +479,10 @@ func (a *NamespaceAdapter) addOffset(p *Packet, opts Options, offset string) {
 // goroutine the Namespace calls them), possibly concurrently: they must be
 // safe for concurrent use and must not block. Remote answers are taken
 // until the flags' timeout (else RequestTimeout) passes.
+//
+// It returns as Broadcast does, once the transport answered: an error
+// means no other node got the packet (the local sockets did, and their
+// acknowledgements still come through ack); no remote answer follows.
 func (a *NamespaceAdapter) BroadcastWithAck(p *Packet, opts Options, clientCount func(n int), ack func(args []any)) error {
 	if p == nil {
 		return errors.New("adapter: BroadcastWithAck of a nil packet")
@@ -438,28 +500,54 @@ func (a *NamespaceAdapter) BroadcastWithAck(p *Packet, opts Options, clientCount
 		id := *p.ID
 		local.ID = &id
 	}
-	it := &outItem{local: func(string) {
+	var r *request
+	it := &outItem{}
+	it.local = func(string) {
+		if it.err != nil && r != nil {
+			// No other node got it: no answer will come.
+			a.abort(r, outcomePublishError, it.err)
+		}
 		n := a.nsp.DeliverWithAck(local, a.index.selectIDs(opts), opts.Flags, ack)
 		clientCount(n)
-	}}
-	if !opts.Flags.Local && !a.isClosing() {
-		timeout := a.opts.RequestTimeout
-		if opts.Flags.TimeoutMs != nil {
-			timeout = time.Duration(*opts.Flags.TimeoutMs) * time.Millisecond
-		}
-		r := a.newRequest(kindBroadcastAck, a.snapshot())
-		if r.expected > 0 {
-			r.clientCount, r.ack = clientCount, ack
-			a.register(r, timeout)
-			it.msg = a.message(Broadcast, &BroadcastData{Packet: wire, Opts: opts, RequestID: r.id})
-		} else {
-			a.m.requests.WithLabelValues(kindBroadcastAck, outcomeLocal).Inc()
-		}
 	}
-	return a.pushOp(it, opts.Flags.Local)
+	if opts.Flags.Local {
+		return a.pushOp(it, false)
+	}
+	if a.isClosing() {
+		a.runLocal(it, "")
+		return ErrClosed
+	}
+	timeout := a.opts.RequestTimeout
+	if opts.Flags.TimeoutMs != nil {
+		timeout = time.Duration(*opts.Flags.TimeoutMs) * time.Millisecond
+	}
+	snap := a.snapshot(a.ctx)
+	if snap.unavailable != nil {
+		a.m.requests.WithLabelValues(kindBroadcastAck, outcomePublishError).Inc()
+		a.push(it)
+		return fmt.Errorf("adapter: %s with ack not published: %w", Broadcast, snap.unavailable)
+	}
+	r = a.newRequest(kindBroadcastAck, snap)
+	if r.expected <= 0 {
+		a.m.requests.WithLabelValues(kindBroadcastAck, outcomeLocal).Inc()
+		r = nil
+		return a.pushOp(it, false)
+	}
+	r.clientCount, r.ack = clientCount, ack
+	a.register(r, timeout)
+	it.msg = a.message(Broadcast, &BroadcastData{Packet: wire, Opts: opts, RequestID: r.id})
+	err := a.pushOp(it, true)
+	if errors.Is(err, ErrClosed) && it.err == nil {
+		// Refused by push: Close completes the registered request.
+		a.abort(r, outcomeClosed, ErrClosed)
+	}
+	return err
 }
 
-// AddSockets makes the matching sockets of every node join rooms.
+// AddSockets makes the matching sockets of every node join rooms. It
+// returns as Broadcast does: nil once the transport took the message, an
+// error when it refused it (this node's sockets joined anyway), ErrClosed
+// after Close; with the Local flag it is not waited for and never fails.
 func (a *NamespaceAdapter) AddSockets(opts Options, rooms []string) error {
 	opts = cloneOptions(opts)
 	rooms = cloneRooms(rooms)
@@ -468,21 +556,36 @@ func (a *NamespaceAdapter) AddSockets(opts Options, rooms []string) error {
 			a.index.addAll(id, rooms)
 		}
 	}}
-	if !opts.Flags.Local && !a.isClosing() {
-		it.msg = a.message(SocketsJoin, &SocketsJoinLeaveData{Opts: opts, Rooms: rooms})
-	}
-	return a.pushOp(it, opts.Flags.Local)
+	return a.pushCluster(it, opts, func() *Message {
+		return a.message(SocketsJoin, &SocketsJoinLeaveData{Opts: opts, Rooms: rooms})
+	})
 }
 
-// DelSockets makes the matching sockets of every node leave rooms.
+// pushCluster carries out a room operation: on this node only with the
+// Local flag (never failing, not waited for), else published (msg makes
+// the message) and applied here, returning the transport's verdict as
+// Broadcast does; after Close, applied here only, with ErrClosed.
+func (a *NamespaceAdapter) pushCluster(it *outItem, opts Options, msg func() *Message) error {
+	if opts.Flags.Local {
+		return a.pushOp(it, false)
+	}
+	if a.isClosing() {
+		a.runLocal(it, "")
+		return ErrClosed
+	}
+	it.msg = msg()
+	return a.pushOp(it, true)
+}
+
+// DelSockets makes the matching sockets of every node leave rooms; it
+// returns as AddSockets does.
 func (a *NamespaceAdapter) DelSockets(opts Options, rooms []string) error {
 	opts = cloneOptions(opts)
 	rooms = cloneRooms(rooms)
 	it := &outItem{local: func(string) { a.delSockets(opts, rooms) }}
-	if !opts.Flags.Local && !a.isClosing() {
-		it.msg = a.message(SocketsLeave, &SocketsJoinLeaveData{Opts: opts, Rooms: rooms})
-	}
-	return a.pushOp(it, opts.Flags.Local)
+	return a.pushCluster(it, opts, func() *Message {
+		return a.message(SocketsLeave, &SocketsJoinLeaveData{Opts: opts, Rooms: rooms})
+	})
 }
 
 func (a *NamespaceAdapter) delSockets(opts Options, rooms []string) {
@@ -501,14 +604,14 @@ func cloneRooms(rooms []string) []string {
 }
 
 // DisconnectSockets disconnects the matching sockets of every node;
-// closeConn also closes their underlying connections.
+// closeConn also closes their underlying connections. It returns as
+// AddSockets does.
 func (a *NamespaceAdapter) DisconnectSockets(opts Options, closeConn bool) error {
 	opts = cloneOptions(opts)
 	it := &outItem{local: func(string) { a.disconnect(opts, closeConn) }}
-	if !opts.Flags.Local && !a.isClosing() {
-		it.msg = a.message(DisconnectSockets, &DisconnectSocketsData{Opts: opts, Close: closeConn})
-	}
-	return a.pushOp(it, opts.Flags.Local)
+	return a.pushCluster(it, opts, func() *Message {
+		return a.message(DisconnectSockets, &DisconnectSocketsData{Opts: opts, Close: closeConn})
+	})
 }
 
 func (a *NamespaceAdapter) disconnect(opts Options, closeConn bool) {
@@ -536,8 +639,11 @@ func (a *NamespaceAdapter) describe(opts Options) []SocketInfo {
 // until every expected live node answered, the flags' timeout (else
 // RequestTimeout) passed, or ctx ended; in the last two cases it returns
 // the sockets that did arrive with a *TimeoutError (wrapping ErrTimeout,
-// and ctx's error when ctx ended). With the Local flag it describes this
-// node's sockets at once. After Close: this node's sockets and ErrClosed.
+// and ctx's error when ctx ended). When the transport cannot send the
+// request (Redis unreachable: ErrUnavailable), it returns at once with
+// this node's sockets and that error. ctx also bounds the transport's
+// server count. With the Local flag it describes this node's sockets at
+// once. After Close: this node's sockets and ErrClosed.
 func (a *NamespaceAdapter) FetchSockets(ctx context.Context, opts Options) ([]SocketInfo, error) {
 	opts = cloneOptions(opts)
 	if opts.Flags.Local {
@@ -546,7 +652,12 @@ func (a *NamespaceAdapter) FetchSockets(ctx context.Context, opts Options) ([]So
 	if a.isClosing() {
 		return a.describe(opts), ErrClosed
 	}
-	snap := a.snapshot()
+	snap := a.snapshot(ctx)
+	if snap.unavailable != nil {
+		a.m.requests.WithLabelValues(kindFetchSockets, outcomePublishError).Inc()
+		infos, err := a.fetchLocalInOrder(ctx, opts)
+		return infos, errors.Join(fmt.Errorf("adapter: %s not sent: %w", FetchSockets, snap.unavailable), err)
+	}
 	if snap.expected <= 0 {
 		a.m.requests.WithLabelValues(kindFetchSockets, outcomeLocal).Inc()
 		return a.fetchLocalInOrder(ctx, opts)
@@ -558,8 +669,15 @@ func (a *NamespaceAdapter) FetchSockets(ctx context.Context, opts Options) ([]So
 	r := a.newRequest(kindFetchSockets, snap)
 	r.done = make(chan struct{})
 	a.register(r, timeout)
-	msg := a.message(FetchSockets, &FetchSocketsData{Opts: opts, RequestID: r.id})
-	if !a.push(&outItem{msg: msg, local: func(string) { a.setLocalSockets(r, a.describe(opts)) }}) {
+	it := &outItem{msg: a.message(FetchSockets, &FetchSocketsData{Opts: opts, RequestID: r.id})}
+	it.local = func(string) {
+		if it.err != nil {
+			a.failRequest(r, a.describe(opts), it.err)
+			return
+		}
+		a.setLocalSockets(r, a.describe(opts))
+	}
+	if !a.push(it) {
 		a.abort(r, outcomeClosed, ErrClosed)
 	}
 	a.wait(ctx, r)
@@ -582,8 +700,10 @@ func (a *NamespaceAdapter) fetchLocalInOrder(ctx context.Context, opts Options) 
 }
 
 // ServerSideEmit sends an event (args[0], a string, is its name) to the
-// other nodes' server-side handlers. nil once queued, ErrClosed after
-// Close.
+// other nodes' server-side handlers. It returns once the transport
+// answered: nil when it sent the event, an error when it could not
+// (ErrUnavailable while Redis is unreachable: server-side events are not
+// buffered), ErrClosed after Close.
 func (a *NamespaceAdapter) ServerSideEmit(args []any) error {
 	if err := checkEventName(args); err != nil {
 		return err
@@ -591,7 +711,7 @@ func (a *NamespaceAdapter) ServerSideEmit(args []any) error {
 	if a.isClosing() {
 		return ErrClosed
 	}
-	return a.pushOp(&outItem{msg: a.message(ServerSideEmit, &ServerSideEmitData{Packet: normalizeArgs(args)})}, false)
+	return a.pushOp(&outItem{msg: a.message(ServerSideEmit, &ServerSideEmitData{Packet: normalizeArgs(args)})}, true)
 }
 
 func checkEventName(args []any) error {
@@ -610,7 +730,9 @@ func checkEventName(args []any) error {
 // (at once, with an empty list, when there is none), or when
 // RequestTimeout passes or ctx ends, with the answers received and a
 // *TimeoutError (wrapping ErrTimeout, and ctx's error when ctx ended).
-// After Close: nil, ErrClosed.
+// When the transport cannot send the event it returns at once, with no
+// answer and its error (see ServerSideEmit). ctx also bounds the
+// transport's server count. After Close: nil, ErrClosed.
 func (a *NamespaceAdapter) ServerSideEmitWithAck(ctx context.Context, args []any) ([]any, error) {
 	if err := checkEventName(args); err != nil {
 		return nil, err
@@ -618,15 +740,25 @@ func (a *NamespaceAdapter) ServerSideEmitWithAck(ctx context.Context, args []any
 	if a.isClosing() {
 		return nil, ErrClosed
 	}
-	r := a.newRequest(kindServerSideEmit, a.snapshot())
+	snap := a.snapshot(ctx)
+	if snap.unavailable != nil {
+		a.m.requests.WithLabelValues(kindServerSideEmit, outcomePublishError).Inc()
+		return []any{}, fmt.Errorf("adapter: %s not sent: %w", ServerSideEmit, snap.unavailable)
+	}
+	r := a.newRequest(kindServerSideEmit, snap)
 	if r.expected <= 0 {
 		a.m.requests.WithLabelValues(kindServerSideEmit, outcomeLocal).Inc()
 		return []any{}, nil
 	}
 	r.done = make(chan struct{})
 	a.register(r, a.opts.RequestTimeout)
-	msg := a.message(ServerSideEmit, &ServerSideEmitData{RequestID: r.id, Packet: normalizeArgs(args)})
-	if !a.push(&outItem{msg: msg}) {
+	it := &outItem{msg: a.message(ServerSideEmit, &ServerSideEmitData{RequestID: r.id, Packet: normalizeArgs(args)})}
+	it.local = func(string) {
+		if it.err != nil {
+			a.abort(r, outcomePublishError, it.err)
+		}
+	}
+	if !a.push(it) {
 		a.abort(r, outcomeClosed, ErrClosed)
 	}
 	a.wait(ctx, r)

@@ -73,10 +73,14 @@ type Namespace interface {
 //
 // The room index methods (AddAll, Del, DelAll, SocketRooms, Rooms) act on
 // this node at once. The operations that may reach other nodes (Broadcast,
-// BroadcastWithAck, AddSockets, DelSockets, DisconnectSockets) are applied
-// in call order on every node, this one included, shortly after they
-// return; they return nil once queued (publication is asynchronous), and
-// ErrClosed after Close, when the operation was applied on this node only.
+// BroadcastWithAck, AddSockets, DelSockets, DisconnectSockets,
+// ServerSideEmit) are applied in call order on every node, this one
+// included. They return once the transport has answered: nil when it took
+// the message (written to the stream, or queued in its bounded outage
+// buffer), an error wrapping ErrBufferFull, ErrUnavailable or ErrClosed
+// when it refused it (the operation is applied on this node anyway, as
+// Node's ClusterAdapter does). Local operations (Flags.Local) and volatile
+// broadcasts are not waited for and never fail.
 type Adapter interface {
 	// AddAll adds the local socket id to rooms (its own id's room is one
 	// of them by convention of the caller).

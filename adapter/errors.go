@@ -6,10 +6,22 @@ import (
 )
 
 // ErrBufferFull is returned (wrapped) by Transport.Publish when the backend is
-// unreachable and the buffer of messages waiting for it is full.
+// unreachable (or too slow) and the buffer of messages waiting for it is
+// full: the message was refused and no other node will get it. The
+// publishing operations of NamespaceAdapter (Broadcast, AddSockets...)
+// return it wrapped.
 var ErrBufferFull = errors.New("publish buffer full")
 
-// ErrClosed is returned by operations on a closed adapter or transport.
+// ErrUnavailable is returned (wrapped) by Transport.Publish for a message
+// the transport does not buffer (those that travel over pub/sub: a
+// broadcast with acks, a server-side emit, a fetchSockets request) when
+// the backend cannot be reached: the message was not sent. The operations
+// of NamespaceAdapter that send such messages return it wrapped.
+var ErrUnavailable = errors.New("cluster backend unavailable")
+
+// ErrClosed is returned by operations on a closed adapter or transport,
+// and (wrapped) by a publishing operation whose message Close kept from
+// being published.
 var ErrClosed = errors.New("closed")
 
 // ErrInvalidConfig is wrapped by the error New returns for an invalid

@@ -2,6 +2,7 @@ package adapter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -56,6 +57,10 @@ type snapshot struct {
 	expected int
 	alive    []string
 	dead     int
+	// unavailable is the transport's error wrapping ErrUnavailable when
+	// it could not count the servers because the backend is unreachable:
+	// a request could not be sent either, so it fails at once.
+	unavailable error
 }
 
 // deadRetention is how long a peer declared dead is remembered (and
@@ -63,9 +68,17 @@ type snapshot struct {
 // node) unless the transport's count shows it is gone.
 func (a *NamespaceAdapter) deadRetention() time.Duration { return 6 * a.opts.HeartbeatTimeout }
 
-func (a *NamespaceAdapter) snapshot() snapshot {
-	ctx, cancel := context.WithTimeout(a.ctx, a.opts.RequestTimeout)
+// outcomePublishError: the transport did not send the request (Redis
+// unreachable, adapter closing...); the caller got its error at once.
+const outcomePublishError = "publish_error"
+
+// snapshot asks the transport for its server count, within ctx and
+// RequestTimeout, and takes the liveness view a request starts from.
+func (a *NamespaceAdapter) snapshot(ctx context.Context) snapshot {
+	ctx, cancel := context.WithTimeout(ctx, a.opts.RequestTimeout)
+	stop := context.AfterFunc(a.ctx, cancel)
 	n, err := a.transport.ServerCount(ctx, a.name)
+	stop()
 	cancel()
 	now := time.Now()
 
@@ -81,6 +94,9 @@ func (a *NamespaceAdapter) snapshot() snapshot {
 			a.warnLimited("server count failed, counting live peers instead", "err", err)
 		}
 		s.k = len(s.alive)
+		if errors.Is(err, ErrUnavailable) {
+			s.unavailable = err
+		}
 	} else {
 		s.k = max(n-1, 0)
 	}
@@ -283,6 +299,20 @@ func (a *NamespaceAdapter) failPending() {
 	for _, d := range deliver {
 		d()
 	}
+}
+
+// failRequest finishes the fetch_sockets request r, whose message the
+// transport did not send, with this node's sockets and err.
+func (a *NamespaceAdapter) failRequest(r *request, sockets []SocketInfo, err error) {
+	a.mu.Lock()
+	if r.finished {
+		a.mu.Unlock()
+		return
+	}
+	r.local, r.localSet = sockets, true
+	deliver := a.finishLocked(r, outcomePublishError, err)
+	a.mu.Unlock()
+	deliver()
 }
 
 func (a *NamespaceAdapter) setLocalSockets(r *request, sockets []SocketInfo) {

@@ -15,6 +15,27 @@ type Transport interface {
 	// backend is unreachable, a durable message waits in a bounded buffer and
 	// Publish returns once it is queued (offset ""), or an error wrapping
 	// ErrBufferFull when the buffer is full.
+	//
+	// The verdict, which the adapter hands to the caller of the operation:
+	//
+	//   - nil, offset != "": the backend accepted the message (for Redis:
+	//     XADD answered with this entry id); every node reading the stream
+	//     gets it.
+	//   - nil, offset "" for a durable message: queued in the transport's
+	//     bounded outage buffer (the backend is unreachable, or did not
+	//     answer within the transport's request timeout); it is written, in
+	//     order, when the backend answers again, unless the transport is
+	//     closed first (counted and logged as "closed") or the backend
+	//     refuses the entry itself (counted and logged).
+	//   - nil, offset "" for an ephemeral message: sent.
+	//   - an error: refused, no other node gets the message. Errors a
+	//     caller can branch on (wrapped): ErrBufferFull (durable message,
+	//     buffer full), ErrUnavailable (ephemeral message, backend
+	//     unreachable), ErrClosed (transport closed); others (a message
+	//     that cannot be encoded, an error reply) are not typed.
+	//
+	// Publish returns within a bound of the transport's (its request
+	// timeout) or when ctx ends.
 	Publish(ctx context.Context, msg *Message) (offset string, err error)
 
 	// PublishResponse sends a response to the one node whose namespace

@@ -59,7 +59,8 @@
 // looks for them in the stream (by uid and contents, after the last id it
 // knows it wrote), so each message is written exactly once. Ephemeral
 // messages and responses are not buffered: they fail with the error, as
-// the requests they belong to are bounded by a timeout anyway.
+// the requests they belong to are bounded by a timeout anyway; while Redis
+// is known to be unreachable they fail at once with adapter.ErrUnavailable.
 //
 // Foreign entries. Entries and pub/sub payloads that cannot be decoded
 // (written by something else, or corrupt, or larger than MaxDataSize) are

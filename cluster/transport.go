@@ -429,11 +429,23 @@ func (t *Transport) publishEphemeral(ctx context.Context, msgs []*adapter.Messag
 		return
 	}
 	t.awaitConnection(ctx)
+	if err := t.unavailable(); err != nil {
+		// Not buffered, and Redis is known to be away: say so at once
+		// rather than wait RequestTimeout for each message.
+		for _, i := range idx {
+			out[i].Err = fmt.Errorf("cluster: publishing %s: %w", msgs[i].Type, err)
+		}
+		t.metrics.publishErrors.WithLabelValues("pubsub", "unavailable").Add(float64(len(idx)))
+		return
+	}
 	ctx, cancel := context.WithTimeout(ctx, t.opts.RequestTimeout)
 	defer cancel()
 	for k, r := range t.client.DoMulti(ctx, cmds...) {
 		if err := r.Error(); err != nil {
 			t.health.fail(err)
+			if isConnErr(err) {
+				err = fmt.Errorf("%w: %w", adapter.ErrUnavailable, err)
+			}
 			out[idx[k]].Err = fmt.Errorf("cluster: publishing %s: %w", msgs[idx[k]].Type, err)
 			t.metrics.publishErrors.WithLabelValues("pubsub", "redis").Inc()
 			continue
@@ -441,6 +453,20 @@ func (t *Transport) publishEphemeral(ctx context.Context, msgs []*adapter.Messag
 		t.health.ok()
 		t.metrics.published.WithLabelValues("pubsub").Inc()
 	}
+}
+
+// unavailable returns an error wrapping adapter.ErrUnavailable when Redis
+// is known to be unreachable (never connected, or the last command or PING
+// failed for a connection reason), nil otherwise. The PING loop and the
+// outbox writer keep probing, so the state recovers on its own.
+func (t *Transport) unavailable() error {
+	if !t.isConnected() {
+		return fmt.Errorf("%w: not connected to Redis yet", adapter.ErrUnavailable)
+	}
+	if !t.health.isUp() {
+		return fmt.Errorf("%w: Redis is unreachable", adapter.ErrUnavailable)
+	}
+	return nil
 }
 
 // PublishResponse implements adapter.Transport: PUBLISH (or SPUBLISH) to
@@ -476,6 +502,9 @@ func (t *Transport) ServerCount(ctx context.Context, nsp string) (int, error) {
 		return 0, adapter.ErrClosed
 	}
 	t.awaitConnection(ctx)
+	if err := t.unavailable(); err != nil {
+		return 0, fmt.Errorf("cluster: counting servers of %s: %w", nsp, err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, t.opts.RequestTimeout)
 	defer cancel()
 	ch := t.publicChannel(nsp)
@@ -512,6 +541,9 @@ func (t *Transport) ServerCount(ctx context.Context, nsp string) (int, error) {
 	}
 	if err != nil {
 		t.health.fail(err)
+		if isConnErr(err) {
+			err = fmt.Errorf("%w: %w", adapter.ErrUnavailable, err)
+		}
 		return total, fmt.Errorf("cluster: counting servers of %s: %w", nsp, err)
 	}
 	t.health.ok()

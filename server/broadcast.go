@@ -84,16 +84,32 @@ func (b *Broadcast) opts() adapter.Options {
 }
 
 // Emit sends an event to the selected sockets.
+//
+// It returns once the cluster took the event. nil means the other servers
+// will get it: Redis wrote it to the stream, or, while Redis is
+// unreachable, it waits in the transport's bounded publish buffer and is
+// written when Redis is back (unless the server shuts down first). An
+// error means the other servers will not get it; it wraps the adapter's
+// reason, for errors.Is: adapter.ErrBufferFull (Redis unreachable and the
+// buffer full), adapter.ErrClosed (the server is shutting down). The
+// sockets of this server get the event either way, as in Node. A Local or
+// Volatile emit does not wait for the cluster and returns nil (a volatile
+// event the cluster cannot take is dropped and counted); a single server
+// without Redis never fails but after Shutdown.
 func (b *Broadcast) Emit(event string, args ...any) error {
 	if err := checkEventName(event); err != nil {
 		return err
 	}
 	data := append([]any{event}, args...)
+	var errs []error
 	for _, n := range b.nsp.targets() {
 		p := &adapter.Packet{Type: int(siocodec.Event), Data: data}
 		if err := n.adapter.Broadcast(p, b.opts()); err != nil {
-			return fmt.Errorf("broadcast %q: %w", event, err)
+			errs = append(errs, err)
 		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("broadcast %q: %w", event, err)
 	}
 	return nil
 }
@@ -102,7 +118,10 @@ func (b *Broadcast) Emit(event string, args ...any) error {
 // responses: the arguments of every client's ack, one after the other (one
 // value per client when each acks with one value, as in Node). ctx must have
 // a deadline: it is the ack timeout. When some clients do not answer in time
-// it returns the responses it got and an error wrapping ErrAckTimeout.
+// it returns the responses it got and an error wrapping ErrAckTimeout. When
+// the cluster cannot take the event (Redis unreachable:
+// adapter.ErrUnavailable; adapter.ErrClosed after Shutdown) it returns at
+// once with that error.
 func (b *Broadcast) EmitWithAck(ctx context.Context, event string, args ...any) ([]any, error) {
 	if err := checkEventName(event); err != nil {
 		return nil, err
@@ -221,7 +240,11 @@ func (b *Broadcast) FetchSockets(ctx context.Context) ([]*RemoteSocket, error) {
 	return out, nil
 }
 
-// SocketsJoin makes the selected sockets join rooms.
+// SocketsJoin makes the selected sockets join rooms. It returns nothing:
+// when the cluster cannot take the operation (see Emit), the sockets of
+// this server still join, the other servers' do not, and the failure is
+// logged and counted (sockstream_adapter_publish_errors_total). The same
+// holds for SocketsLeave and DisconnectSockets.
 func (b *Broadcast) SocketsJoin(rooms ...string) {
 	for _, n := range b.nsp.targets() {
 		b.report("sockets join", n.adapter.AddSockets(b.opts(), rooms))
@@ -243,9 +266,12 @@ func (b *Broadcast) DisconnectSockets(closeConn bool) {
 	}
 }
 
+// report logs a refusal at Debug: the adapter has counted it and logs
+// refusals at most once a second, and an outage must not turn every call
+// into a warning.
 func (b *Broadcast) report(op string, err error) {
 	if err != nil {
-		b.nsp.srv.log.Warn("sockstream: "+op+" failed", "nsp", b.nsp.name, "err", err)
+		b.nsp.srv.log.Debug("sockstream: "+op+" not published to the cluster", "nsp", b.nsp.name, "err", err)
 	}
 }
 

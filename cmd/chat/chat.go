@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"embed"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -143,31 +144,53 @@ func (c *chat) join(s *server.Socket, e *server.Event) {
 		fail(e, errRoom)
 		return
 	}
-	c.leaveRoom(s)
+	// The ack comes first: the presence broadcasts wait for the cluster
+	// to take them (up to Redis's request timeout when it hangs), and
+	// the room's users are fetched within fetchTimeout, so the join is
+	// answered within fetchTimeout, Redis up or not.
+	left := c.leaveRoomQuiet(s)
 	s.SetData(map[string]any{"nick": req.Nick, "room": req.Room})
 	s.Join(req.Room)
-	_ = s.To(req.Room).Emit("presence", map[string]any{"nick": req.Nick, "room": req.Room, "online": true})
 	users, err := c.users(s.Context(), req.Room)
 	if err != nil {
 		c.log.Warn("chat: users of a room", "room", req.Room, "err", err)
 	}
 	e.Ack(map[string]any{"ok": true, "history": c.hist.last(req.Room), "users": users})
+	if left != nil {
+		left()
+	}
+	c.presence(s.To(req.Room), map[string]any{"nick": req.Nick, "room": req.Room, "online": true})
+}
+
+// presence tells a room that someone came or went. A failure (the cluster
+// could not take it) is logged: presence is a hint, the users list is
+// refreshed from the cluster.
+func (c *chat) presence(to *server.Broadcast, p map[string]any) {
+	if err := to.Emit("presence", p); err != nil {
+		c.log.Warn("chat: presence not delivered", "err", err)
+	}
 }
 
 func (c *chat) leave(s *server.Socket, e *server.Event) {
-	c.leaveRoom(s)
+	tell := c.leaveRoomQuiet(s)
 	e.Ack(map[string]any{"ok": true})
+	if tell != nil {
+		tell()
+	}
 }
 
-// leaveRoom takes s out of its room, if any, and tells the room.
-func (c *chat) leaveRoom(s *server.Socket) {
+// leaveRoomQuiet takes s out of its room, if any, and returns what tells
+// the room (nil if s was in none).
+func (c *chat) leaveRoomQuiet(s *server.Socket) func() {
 	nick, room := member(s.Data())
 	if room == "" {
-		return
+		return nil
 	}
 	s.Leave(room)
 	s.SetData(map[string]any{"nick": nick})
-	_ = c.srv.To(room).Emit("presence", map[string]any{"nick": nick, "room": room, "online": false, "reason": "left"})
+	return func() {
+		c.presence(c.srv.To(room), map[string]any{"nick": nick, "room": room, "online": false, "reason": "left"})
+	}
 }
 
 func (c *chat) message(s *server.Socket, e *server.Event) {
@@ -184,12 +207,16 @@ func (c *chat) message(s *server.Socket, e *server.Event) {
 	m := Message{ID: c.nextID(), Room: room, Nick: nick, Text: text, At: time.Now().UnixMilli()}
 	c.hist.add(m)
 	if err := s.To(room).Emit("message", m); err != nil {
-		// The cluster could not take it (publish buffer full while Redis
-		// is away): the sender is told, nothing is half-sent.
+		// The cluster refused it (Redis away and its publish buffer
+		// full, or the server shutting down): the members on other nodes
+		// will not get it, and the sender is told so. Those on this node
+		// did get it (as in Node); the page marks it "not delivered".
 		c.log.Warn("chat: broadcast failed", "room", room, "err", err)
-		fail(e, fmt.Errorf("not delivered: %w", err))
+		e.Ack(map[string]any{"ok": false, "id": m.ID, "error": fmt.Sprintf("not delivered: %v", err)})
 		return
 	}
+	// Emit returned nil: Redis took the message, or it waits in the
+	// publish buffer and reaches the other nodes when Redis is back.
 	if err := c.srv.Of("/").ServerSideEmit(historyEvent, m); err != nil {
 		// Only once the adapter is closed (shutdown): on one node the
 		// in-memory transport takes it and there is no other node to tell.
@@ -231,13 +258,19 @@ func (c *chat) rooms(s *server.Socket, e *server.Event) {
 	e.Ack(map[string]any{"rooms": list})
 }
 
-// users lists the nicknames in room, cluster-wide, sorted.
+// users lists the nicknames in room, cluster-wide, sorted. When the
+// cluster cannot answer (Redis away), it lists this node's users and
+// returns the error too.
 func (c *chat) users(ctx context.Context, room string) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
 	socks, err := c.srv.In(room).FetchSockets(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("users of %s: %w", room, err)
+		err = fmt.Errorf("users of %s: %w", room, err)
+		var lerr error
+		if socks, lerr = c.srv.In(room).Local().FetchSockets(ctx); lerr != nil {
+			return nil, errors.Join(err, lerr)
+		}
 	}
 	users := make([]string, 0, len(socks))
 	for _, r := range socks {
@@ -246,5 +279,5 @@ func (c *chat) users(ctx context.Context, room string) ([]string, error) {
 		}
 	}
 	sort.Strings(users)
-	return users, nil
+	return users, err
 }

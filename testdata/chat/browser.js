@@ -50,7 +50,7 @@ const out = (o) => console.log(JSON.stringify(o));
     out({ step: 'typing' });
     await a.fill('#text', '');
     await send(a, '<img src=x onerror=alert(1)> hello bob');
-    await a.waitForSelector('#log .msg .state:has-text("delivered")');
+    await a.waitForSelector('#log .msg .state:text-is("delivered")');
     await b.waitForSelector('#log .msg:has-text("hello bob")');
     const rendered = await b.$eval('#log .msg:last-child .text', (e) => ({ text: e.textContent, html: e.innerHTML, imgs: document.querySelectorAll('#log img').length }));
     out({ step: 'escaped', rendered });
@@ -71,7 +71,7 @@ const out = (o) => console.log(JSON.stringify(o));
     const missed = ['missed 1', 'missed 2', 'missed 3'];
     for (const t of missed) {
       await send(b, t);
-      await b.waitForSelector(`#log .msg:has-text("${t}") .state:has-text("delivered")`);
+      await b.waitForSelector(`#log .msg:has-text("${t}") .state:text-is("delivered")`);
     }
     await a.waitForSelector('#status.up');
     const banner = await a.textContent('#banner');

@@ -147,9 +147,15 @@ if (typeof io === 'undefined') {
     log.scrollTop = log.scrollHeight;
     socket.emit('typing', false); typingSent = false;
     socket.emit('message', text, (err, r) => {
-      if (err || r.error) {
+      if (err || !r || r.ok !== true) {
+        // No answer, a refused message ({error}), or one the cluster did
+        // not take ({ok: false, error: "not delivered: ..."}): the other
+        // members may not have it.
         pending.classList.add('failed');
-        state.textContent = 'failed: ' + (err ? 'no answer' : r.error);
+        const why = err ? 'no answer from the server' : (r && r.error) || 'refused';
+        state.textContent = r && r.ok === false ? 'not delivered' : 'not delivered: ' + why;
+        state.title = why;
+        if (r && r.id) { seen.add(r.id); pending.dataset.id = r.id; }
         return;
       }
       seen.add(r.id);
