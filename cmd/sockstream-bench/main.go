@@ -29,10 +29,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) > 0 && (args[0] == "-suite" || args[0] == "--suite") {
 		return runSuite(ctx, args[1:], stdout)
 	}
+	if len(args) > 0 && (args[0] == "-soak" || args[0] == "--soak") {
+		return runSoak(ctx, args[1:], stdout)
+	}
 	fs := flag.NewFlagSet("sockstream-bench", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `usage: sockstream-bench [flags]          one load run against running nodes
        sockstream-bench -suite [flags]   Go and Node side by side (sockstream-bench -suite -h)
+       sockstream-bench -soak [flags]    two Go nodes under load and faults (sockstream-bench -soak -h)
 
 `)
 		fs.PrintDefaults()
