@@ -30,4 +30,13 @@
 // Node nodes, prints one table with Go, Node and Go/Node, and with -out
 // rewrites the generated block of docs/benchmarks.md. See
 // sockstream-bench -suite -h.
+//
+// sockstream-bench -soak is `make soak`: a Redis and two Go nodes (recovery
+// on, each node's Redis connection through a fault proxy), -soak-clients
+// clients kept connected, senders at a steady rate for -soak-duration, and
+// from the second period a fault every -soak-period in rotation (Redis
+// killed and restarted, a node restarted, a node's Redis connection cut). It
+// reports lost, duplicated and missed-while-away deliveries per period and
+// in total, and each node's RSS and goroutines every -soak-sample. -quick is
+// a smoke test. See sockstream-bench -soak -h.
 package main
