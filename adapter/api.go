@@ -143,6 +143,9 @@ type Adapter interface {
 	// SessionResumed writes the packets held for the restored socket id
 	// and hands it over to live delivery.
 	SessionResumed(id string)
+	// SessionsPersisted waits until the sessions handed to PersistSession
+	// so far are stored (or failed), or ctx ends.
+	SessionsPersisted(ctx context.Context) error
 
 	// Close publishes what is queued (within RequestTimeout), tells the
 	// other nodes, and stops the adapter's goroutines. Operations after

@@ -10,14 +10,88 @@ import (
 // local socket to its rooms. A socket's own id is one of its rooms by the
 // caller's convention (it is not added implicitly). The lock is never held
 // while calling the Namespace.
+//
+// It is laid out for the common case, thousands of sockets each in its own
+// id's room and a few others: the own-id room is a flag of the socket's
+// entry, not a map of one member (a room named after a socket id lists that
+// socket when the flag is set, plus whoever else joined it, in rooms), and a
+// socket's rooms are a small slice until they are many.
 type roomIndex struct {
 	mu    sync.RWMutex
-	rooms map[string]map[string]struct{}
-	sids  map[string]map[string]struct{}
+	rooms map[string]map[string]struct{} // members of each room, own-id memberships excepted
+	sids  map[string]memberOf
+}
+
+// memberOf is the set of rooms of one socket.
+type memberOf struct {
+	own  bool                // in the room named by its own id
+	few  []string            // its other rooms, while at most fewRooms
+	many map[string]struct{} // its other rooms beyond that (few is then nil)
+}
+
+// fewRooms is how many rooms (besides its own) a socket keeps in a slice.
+const fewRooms = 16
+
+// add adds room; false if it was there.
+func (m *memberOf) add(room string) bool {
+	if m.many != nil {
+		if _, ok := m.many[room]; ok {
+			return false
+		}
+		m.many[room] = struct{}{}
+		return true
+	}
+	if slices.Contains(m.few, room) {
+		return false
+	}
+	if len(m.few) < fewRooms {
+		m.few = append(m.few, room)
+		return true
+	}
+	m.many = make(map[string]struct{}, 2*fewRooms)
+	for _, r := range m.few {
+		m.many[r] = struct{}{}
+	}
+	m.many[room] = struct{}{}
+	m.few = nil
+	return true
+}
+
+// remove removes room; false if it was not there.
+func (m *memberOf) remove(room string) bool {
+	if m.many != nil {
+		if _, ok := m.many[room]; !ok {
+			return false
+		}
+		delete(m.many, room)
+		return true
+	}
+	i := slices.Index(m.few, room)
+	if i < 0 {
+		return false
+	}
+	last := len(m.few) - 1
+	m.few[i] = m.few[last]
+	m.few[last] = ""
+	m.few = m.few[:last]
+	if last == 0 {
+		m.few = nil
+	}
+	return true
+}
+
+// others calls f for each room but the own-id one.
+func (m *memberOf) others(f func(room string)) {
+	for _, r := range m.few {
+		f(r)
+	}
+	for r := range m.many {
+		f(r)
+	}
 }
 
 func newRoomIndex() *roomIndex {
-	return &roomIndex{rooms: map[string]map[string]struct{}{}, sids: map[string]map[string]struct{}{}}
+	return &roomIndex{rooms: map[string]map[string]struct{}{}, sids: map[string]memberOf{}}
 }
 
 // addAll is Node's addAll: the socket joins every room.
@@ -25,12 +99,14 @@ func (x *roomIndex) addAll(id string, rooms []string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	mine := x.sids[id]
-	if mine == nil {
-		mine = make(map[string]struct{}, len(rooms))
-		x.sids[id] = mine
-	}
 	for _, r := range rooms {
-		mine[r] = struct{}{}
+		if r == id {
+			mine.own = true
+			continue
+		}
+		if !mine.add(r) {
+			continue
+		}
 		members := x.rooms[r]
 		if members == nil {
 			members = map[string]struct{}{}
@@ -38,6 +114,7 @@ func (x *roomIndex) addAll(id string, rooms []string) {
 		}
 		members[id] = struct{}{}
 	}
+	x.sids[id] = mine
 }
 
 // del is Node's del: the socket leaves room; an empty room goes. The
@@ -45,10 +122,16 @@ func (x *roomIndex) addAll(id string, rooms []string) {
 func (x *roomIndex) del(id, room string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if mine := x.sids[id]; mine != nil {
-		delete(mine, room)
+	mine, ok := x.sids[id]
+	if !ok {
+		return
 	}
-	x.leaveLocked(id, room)
+	if room == id {
+		mine.own = false
+	} else if mine.remove(room) {
+		x.leaveLocked(id, room)
+	}
+	x.sids[id] = mine
 }
 
 func (x *roomIndex) leaveLocked(id, room string) {
@@ -64,9 +147,11 @@ func (x *roomIndex) leaveLocked(id, room string) {
 func (x *roomIndex) delAll(id string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	for r := range x.sids[id] {
-		x.leaveLocked(id, r)
+	mine, ok := x.sids[id]
+	if !ok {
+		return
 	}
+	mine.others(func(r string) { x.leaveLocked(id, r) })
 	delete(x.sids, id)
 }
 
@@ -78,10 +163,11 @@ func (x *roomIndex) socketRooms(id string) []string {
 	if !ok {
 		return nil
 	}
-	out := make([]string, 0, len(mine))
-	for r := range mine {
-		out = append(out, r)
+	out := make([]string, 0, 1+len(mine.few)+len(mine.many))
+	if mine.own {
+		out = append(out, id)
 	}
+	mine.others(func(r string) { out = append(out, r) })
 	slices.Sort(out)
 	return out
 }
@@ -90,12 +176,24 @@ func (x *roomIndex) socketRooms(id string) []string {
 func (x *roomIndex) roomNames() []string {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	out := make([]string, 0, len(x.rooms))
+	out := make([]string, 0, len(x.rooms)+len(x.sids))
 	for r := range x.rooms {
 		out = append(out, r)
 	}
+	for id, mine := range x.sids {
+		if _, listed := x.rooms[id]; mine.own && !listed {
+			out = append(out, id)
+		}
+	}
 	slices.Sort(out)
 	return out
+}
+
+// ownMember reports whether room is the own-id room of a local socket that
+// is in it.
+func (x *roomIndex) ownMember(room string) bool {
+	mine, ok := x.sids[room]
+	return ok && mine.own
 }
 
 // selectIDs is Node's apply: the local sockets in any of opts.Rooms (every
@@ -108,16 +206,22 @@ func (x *roomIndex) selectIDs(opts Options) []string {
 	var out []string
 	if len(opts.Rooms) > 0 {
 		seen := map[string]struct{}{}
+		pick := func(id string) {
+			if _, skip := except[id]; skip {
+				return
+			}
+			if _, dup := seen[id]; dup {
+				return
+			}
+			seen[id] = struct{}{}
+			out = append(out, id)
+		}
 		for _, r := range opts.Rooms {
+			if x.ownMember(r) {
+				pick(r)
+			}
 			for id := range x.rooms[r] {
-				if _, skip := except[id]; skip {
-					continue
-				}
-				if _, dup := seen[id]; dup {
-					continue
-				}
-				seen[id] = struct{}{}
-				out = append(out, id)
+				pick(id)
 			}
 		}
 		return out
@@ -137,6 +241,9 @@ func (x *roomIndex) exceptLocked(rooms []string) map[string]struct{} {
 	}
 	out := map[string]struct{}{}
 	for _, r := range rooms {
+		if x.ownMember(r) {
+			out[r] = struct{}{}
+		}
 		for id := range x.rooms[r] {
 			out[id] = struct{}{}
 		}

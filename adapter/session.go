@@ -2,6 +2,7 @@ package adapter
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -159,8 +160,11 @@ const (
 type sessionState struct {
 	deliverMu sync.Mutex
 	mu        sync.Mutex
-	pending   map[*handover]struct{} // restores reading the log
-	bySID     map[string]*handover   // restored sockets under handover
+	// persisting counts the PersistSession writes in flight, for
+	// SessionsPersisted.
+	persisting sync.WaitGroup
+	pending    map[*handover]struct{} // restores reading the log
+	bySID      map[string]*handover   // restored sockets under handover
 
 	// maxHeld is handoverMaxHeld, lowered by tests.
 	maxHeld int
@@ -241,7 +245,9 @@ func (a *NamespaceAdapter) PersistSession(s PersistedSession) {
 	s.Rooms = slices.Clone(s.Rooms)
 	s.Origin = a.uid
 	s.Marks = a.marksFor(s.Rooms)
+	a.sessions.persisting.Add(1)
 	persist := func() {
+		defer a.sessions.persisting.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), a.opts.RequestTimeout)
 		defer cancel()
 		if err := store.PersistSession(ctx, s); err != nil {
@@ -250,6 +256,24 @@ func (a *NamespaceAdapter) PersistSession(s PersistedSession) {
 	}
 	if !a.spawn(persist) {
 		persist() // the adapter is closing: still give the session its chance
+	}
+}
+
+// SessionsPersisted waits until every session handed to PersistSession so
+// far is stored (or its write failed, which is logged), or ctx ends. A
+// server shutting down calls it before it closes the connections: a client
+// reconnecting at once to another node must find its session there.
+func (a *NamespaceAdapter) SessionsPersisted(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		a.sessions.persisting.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("sessions not yet persisted: %w", ctx.Err())
 	}
 }
 

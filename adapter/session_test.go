@@ -21,6 +21,8 @@ type fakeStore struct {
 	mu        sync.Mutex
 	persisted []adapter.PersistedSession
 	restores  chan restoreCall
+	// hold, when set, holds every PersistSession until it is closed.
+	hold chan struct{}
 }
 
 type restoreCall struct {
@@ -30,7 +32,14 @@ type restoreCall struct {
 
 func newFakeStore() *fakeStore { return &fakeStore{} }
 
-func (f *fakeStore) PersistSession(_ context.Context, s adapter.PersistedSession) error {
+func (f *fakeStore) PersistSession(ctx context.Context, s adapter.PersistedSession) error {
+	if f.hold != nil {
+		select {
+		case <-f.hold:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.persisted = append(f.persisted, s)
@@ -309,5 +318,29 @@ func TestPersistSession(t *testing.T) {
 	lastMark := s.Marks[len(s.Marks)-1]
 	if lastMark.Own != own || lastMark.Others == "" {
 		t.Errorf("last mark %+v", lastMark)
+	}
+}
+
+// SessionsPersisted returns once the sessions handed to PersistSession are
+// stored, and not before: a shutting-down server waits on it before it
+// closes the connections (make soak saw reconnections that beat the write).
+func TestSessionsPersisted(t *testing.T) {
+	t.Parallel()
+	store := newFakeStore()
+	store.hold = make(chan struct{})
+	nodes := hubCluster(t, 1, fastConfig(), withSessions(store))
+	a := nodes[0].a
+	a.PersistSession(adapter.PersistedSession{SID: "s", PID: "p"})
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := a.SessionsPersisted(done); !errors.Is(err, context.Canceled) {
+		t.Fatalf("SessionsPersisted with the write held = %v, want context.Canceled", err)
+	}
+	close(store.hold)
+	if err := a.SessionsPersisted(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(store.sessions()); n != 1 {
+		t.Fatalf("%d sessions stored once SessionsPersisted returned, want 1", n)
 	}
 }

@@ -20,28 +20,51 @@ type client struct {
 	sess *eio.Session
 	dec  *siocodec.Decoder // used only by OnMessage, one call at a time
 
-	mu      sync.Mutex
-	sockets map[string]*Socket // by namespace name
-	closed  bool
+	mu sync.Mutex
+	// The sockets, one per namespace joined: the first one, and the others
+	// by namespace name (most clients join one namespace: no map then).
+	first  *Socket
+	others map[string]*Socket
+	closed bool
 	// connectTimer closes a session that joins no namespace within
-	// Config.ConnectTimeout; stopped at the first connection.
+	// Config.ConnectTimeout; stopped and dropped at the first connection.
 	connectTimer *time.Timer
 }
 
 func (s *Server) accept(sess *eio.Session) eio.Handler {
 	c := &client{
-		srv:     s,
-		sess:    sess,
-		dec:     siocodec.NewDecoder(siocodec.Limits{MaxAttachments: s.cfg.MaxAttachments}),
-		sockets: map[string]*Socket{},
+		srv:  s,
+		sess: sess,
+		dec:  siocodec.NewDecoder(siocodec.Limits{MaxAttachments: s.cfg.MaxAttachments, MaxAttachmentBytes: s.cfg.MaxAttachmentBytes}),
 	}
 	c.connectTimer = time.AfterFunc(s.cfg.ConnectTimeout, c.connectTimedOut)
 	return c
 }
 
+// socketLocked returns the socket of namespace nsp, or nil. Called holding
+// c.mu.
+func (c *client) socketLocked(nsp string) *Socket {
+	if c.first != nil && c.first.nsp.name == nsp {
+		return c.first
+	}
+	return c.others[nsp]
+}
+
+// socketsLocked lists the sockets. Called holding c.mu.
+func (c *client) socketsLocked() []*Socket {
+	out := make([]*Socket, 0, 1+len(c.others))
+	if c.first != nil {
+		out = append(out, c.first)
+	}
+	for _, s := range c.others {
+		out = append(out, s)
+	}
+	return out
+}
+
 func (c *client) connectTimedOut() {
 	c.mu.Lock()
-	idle := len(c.sockets) == 0 && !c.closed
+	idle := c.first == nil && len(c.others) == 0 && !c.closed
 	c.mu.Unlock()
 	if idle {
 		c.srv.log.Debug("no namespace joined in time: closing", "sid", c.sess.ID(), "timeout", c.srv.cfg.ConnectTimeout)
@@ -73,7 +96,7 @@ func (c *client) OnMessage(data []byte, binary bool) {
 		return
 	}
 	c.mu.Lock()
-	sock := c.sockets[p.Nsp]
+	sock := c.socketLocked(p.Nsp)
 	c.mu.Unlock()
 	if sock == nil {
 		// Node closes the connection on a packet for a namespace the
@@ -98,13 +121,10 @@ func (c *client) OnMessage(data []byte, binary bool) {
 // OnClose implements eio.Handler: the session has ended; every socket of
 // the client disconnects with the engine's reason.
 func (c *client) OnClose(reason string) {
-	c.connectTimer.Stop()
 	c.mu.Lock()
 	c.closed = true
-	socks := make([]*Socket, 0, len(c.sockets))
-	for _, s := range c.sockets {
-		socks = append(socks, s)
-	}
+	c.stopConnectTimerLocked()
+	socks := c.socketsLocked()
 	c.mu.Unlock()
 	for _, s := range socks {
 		s.onclose(reason, false)
@@ -125,7 +145,7 @@ func (c *client) connect(p *siocodec.Packet) {
 		return
 	}
 	c.mu.Lock()
-	_, dup := c.sockets[p.Nsp]
+	dup := c.socketLocked(p.Nsp) != nil
 	closed := c.closed
 	c.mu.Unlock()
 	if closed {
@@ -184,15 +204,37 @@ func (c *client) register(s *Socket) bool {
 	if c.closed {
 		return false
 	}
-	c.sockets[s.nsp.name] = s
-	c.connectTimer.Stop()
+	switch {
+	case c.first == nil:
+		c.first = s
+	case c.others == nil:
+		c.others = map[string]*Socket{s.nsp.name: s}
+	default:
+		c.others[s.nsp.name] = s
+	}
+	c.stopConnectTimerLocked()
 	return true
+}
+
+// stopConnectTimerLocked stops the connect timer and drops it (an idle
+// client keeps nothing it no longer needs). Called holding c.mu.
+func (c *client) stopConnectTimerLocked() {
+	if c.connectTimer != nil {
+		c.connectTimer.Stop()
+		c.connectTimer = nil
+	}
 }
 
 func (c *client) unregister(s *Socket) {
 	c.mu.Lock()
-	if c.sockets[s.nsp.name] == s {
-		delete(c.sockets, s.nsp.name)
+	switch {
+	case c.first == s:
+		c.first = nil
+	case c.others[s.nsp.name] == s:
+		delete(c.others, s.nsp.name)
+		if len(c.others) == 0 {
+			c.others = nil
+		}
 	}
 	c.mu.Unlock()
 }
@@ -201,10 +243,7 @@ func (c *client) unregister(s *Socket) {
 // disconnect") and closes the session.
 func (c *client) disconnectAll() {
 	c.mu.Lock()
-	socks := make([]*Socket, 0, len(c.sockets))
-	for _, s := range c.sockets {
-		socks = append(socks, s)
-	}
+	socks := c.socketsLocked()
 	c.mu.Unlock()
 	for _, s := range socks {
 		s.disconnect(true)

@@ -32,9 +32,20 @@ type Config struct {
 	Path string
 
 	// CORSOrigins lists the origins allowed to connect from a browser page
-	// served elsewhere; "*" allows any. Default none: same-origin pages and
-	// non-browser clients only, as in Node's socket.io.
+	// served elsewhere, such as "https://app.example.com". "*" allows any
+	// page, as Node's cors package does with origin "*": a literal
+	// Access-Control-Allow-Origin: *, without credentials, so that no page
+	// can make requests with the user's cookies. A listed origin is
+	// reflected, with Vary: Origin. "null" (the Origin of sandboxed frames
+	// and file: pages) is allowed only when listed. Default none:
+	// same-origin pages and non-browser clients only, as in Node's socket.io.
 	CORSOrigins []string
+	// CORSCredentials adds Access-Control-Allow-Credentials: true to the
+	// answers to the listed origins, so that their pages may send cookies
+	// (withCredentials: true; sticky sessions behind a load balancer need
+	// it). It requires an explicit CORSOrigins list without "*". Default
+	// false, as Node's cors package.
+	CORSCredentials bool
 
 	// PingInterval is how often the server pings a client. Default 25s.
 	PingInterval time.Duration
@@ -65,6 +76,49 @@ type Config struct {
 	// client may carry (socket.io-parser's maxAttachments); a packet with
 	// more closes that client's connection. Default 10.
 	MaxAttachments int
+	// MaxAttachmentBytes bounds the total size, in bytes, of the binary
+	// attachments of one packet from a client, checked as each arrives; the
+	// attachment that passes it closes that client's connection. Each
+	// attachment is a message, bounded by MaxPayload, so without this bound
+	// a client could make the server hold MaxAttachments × MaxPayload for
+	// one packet. Default MaxPayload.
+	MaxAttachmentBytes int64
+
+	// IdleTimeout closes a keep-alive connection of Run or Serve that has
+	// carried no request for this long. Default 75s: longer than the 60s
+	// idle timeout of common proxies and load balancers (nginx upstream
+	// keepalive, AWS ALB), so that they close idle connections first and
+	// never send a request on one the server is closing.
+	IdleTimeout time.Duration
+	// ReadTimeout bounds the reading of one request of Run or Serve, its
+	// body included: a polling POST whose body has not arrived within it is
+	// cut (its session closed, "transport error"). Long-polling GETs (which
+	// wait up to PingInterval) and WebSocket connections are not subject to
+	// it. Default 30s.
+	ReadTimeout time.Duration
+	// MaxHeaderBytes bounds the request line and headers of a request to
+	// Run or Serve; a larger request gets 431. Default 64 KiB: four times
+	// Node's 16 KiB, so that what Node accepts passes, and a sixteenth of
+	// net/http's 1 MiB.
+	MaxHeaderBytes int
+	// MaxConnections caps the TCP connections open at once on the listeners
+	// of Run and Serve. A connection over the cap is still answered, once,
+	// and then closed: 503 to a Socket.IO request, while /healthz, /readyz,
+	// /metrics and the Mux's other routes are served, so that probes and
+	// scrapes get through a flood; beyond the cap by more than half the
+	// file descriptors left above it, a connection is closed unanswered.
+	// Each drop is counted (sockstream_tcp_connections_refused_total) and
+	// logged. The cap must sit below the process's file-descriptor limit:
+	// at the limit, accept fails and no client, probe included, gets in.
+	// Default: 90% of the limit (RLIMIT_NOFILE, ulimit -n) minus 32
+	// descriptors kept for Redis, files and the connections over the cap;
+	// 10,000 where the limit is unknown or unlimited.
+	MaxConnections int
+	// MetricsAddr, if set, is the address (host:port) where Run serves
+	// /metrics, and nothing else; the Handler then no longer serves it.
+	// It keeps the runtime, process and host figures off a public listener.
+	// Default "": /metrics on the Handler, beside Socket.IO.
+	MetricsAddr string
 
 	// Transports the server accepts. Default polling and WebSocket.
 	Transports []Transport
@@ -75,7 +129,7 @@ type Config struct {
 	Recovery RecoveryConfig
 
 	// Redis clusters the server over Redis Streams when Redis.URL is set.
-	// Default: no clustering, the in-memory adapter.
+	// Default: no clustering, the same adapter over an in-memory transport.
 	Redis RedisConfig
 
 	// ShutdownTimeout bounds Run's graceful shutdown after its context ends.
@@ -119,7 +173,29 @@ const (
 	DefaultMaxBufferedBytes = 16 << 20
 	DefaultWriteTimeout     = 10 * time.Second
 	DefaultMaxAttachments   = 10
+	DefaultIdleTimeout      = 75 * time.Second
+	DefaultReadTimeout      = 30 * time.Second
+	DefaultMaxHeaderBytes   = 64 << 10
 )
+
+// DefaultMaxConnections is the default of Config.MaxConnections on this
+// process: 90% of its file-descriptor limit minus 32, or 10,000 where the
+// limit is unknown.
+func DefaultMaxConnections() int {
+	return maxConnectionsFor(fdLimit())
+}
+
+// maxConnectionsFor is the default cap under a file-descriptor limit of
+// limit (0: unknown).
+func maxConnectionsFor(limit int) int {
+	switch {
+	case limit <= 0:
+		return 10_000
+	case limit <= 64:
+		return max(limit/2, 1)
+	}
+	return limit*9/10 - 32
+}
 
 // ErrInvalidConfig is wrapped by every error Validate returns.
 var ErrInvalidConfig = errors.New("invalid config")
@@ -173,6 +249,21 @@ func (c Config) withDefaults() Config {
 	if c.MaxAttachments == 0 {
 		c.MaxAttachments = DefaultMaxAttachments
 	}
+	if c.MaxAttachmentBytes == 0 {
+		c.MaxAttachmentBytes = c.MaxPayload
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = DefaultReadTimeout
+	}
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = DefaultMaxConnections()
+	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
@@ -193,12 +284,8 @@ func (c Config) Validate() error {
 	bad := func(opt, format string, args ...any) error {
 		return &ConfigError{Option: opt, Reason: fmt.Sprintf(format, args...)}
 	}
-	_, port, err := net.SplitHostPort(c.Addr)
-	if err != nil {
-		return bad("addr", "%q is not host:port (%v)", c.Addr, err)
-	}
-	if n, err := strconv.Atoi(port); err == nil && (n < 0 || n > 65535) || err != nil && !isServiceName(port) {
-		return bad("addr", "%q: %q is not a port", c.Addr, port)
+	if err := validAddr(c.Addr); err != nil {
+		return bad("addr", "%v", err)
 	}
 	if !strings.HasPrefix(c.Path, "/") {
 		return bad("path", "%q must start with /", c.Path)
@@ -206,13 +293,26 @@ func (c Config) Validate() error {
 	if strings.ContainsAny(c.Path, "?#") {
 		return bad("path", "%q must not contain a query or fragment", c.Path)
 	}
+	anyOrigin := false
 	for _, o := range c.CORSOrigins {
 		if o == "*" {
+			anyOrigin = true
 			continue
+		}
+		if o == "null" {
+			continue // only when listed: see CORSOrigins
 		}
 		u, err := url.Parse(o)
 		if err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 			return bad("cors-origins", "%q is not an origin like https://example.com or *", o)
+		}
+	}
+	if c.CORSCredentials && (len(c.CORSOrigins) == 0 || anyOrigin) {
+		return bad("cors-credentials", "needs an explicit cors-origins list without *: credentials for any origin would let every site act with the user's cookies")
+	}
+	if c.MetricsAddr != "" {
+		if err := validAddr(c.MetricsAddr); err != nil {
+			return bad("metrics-addr", "%v", err)
 		}
 	}
 	durations := []struct {
@@ -225,6 +325,8 @@ func (c Config) Validate() error {
 		{"upgrade-timeout", c.UpgradeTimeout},
 		{"shutdown-timeout", c.ShutdownTimeout},
 		{"write-timeout", c.WriteTimeout},
+		{"idle-timeout", c.IdleTimeout},
+		{"read-timeout", c.ReadTimeout},
 		{"recovery-max-disconnection", c.Recovery.MaxDisconnection},
 	}
 	for _, d := range durations {
@@ -244,6 +346,18 @@ func (c Config) Validate() error {
 	if c.MaxAttachments < 0 {
 		return bad("max-attachments", "%d is negative", c.MaxAttachments)
 	}
+	if c.MaxAttachmentBytes < 0 {
+		return bad("max-attachment-bytes", "%d is negative", c.MaxAttachmentBytes)
+	}
+	if c.MaxHeaderBytes < 0 {
+		return bad("max-header-bytes", "%d is negative", c.MaxHeaderBytes)
+	}
+	if c.MaxConnections < 0 {
+		return bad("max-connections", "%d is negative", c.MaxConnections)
+	}
+	if limit := fdLimit(); limit > 0 && c.MaxConnections >= limit {
+		return bad("max-connections", "%d is not below the file-descriptor limit, %d (ulimit -n): over the limit no connection, health probes included, is accepted; raise the limit or lower the cap", c.MaxConnections, limit)
+	}
 	seen := map[Transport]bool{}
 	for _, t := range c.Transports {
 		if t != Polling && t != WebSocket {
@@ -255,6 +369,18 @@ func (c Config) Validate() error {
 		seen[t] = true
 	}
 	return c.Redis.validate()
+}
+
+// validAddr checks a host:port address to listen on.
+func validAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port (%w)", addr, err)
+	}
+	if n, err := strconv.Atoi(port); err == nil && (n < 0 || n > 65535) || err != nil && !isServiceName(port) {
+		return fmt.Errorf("%q: %q is not a port", addr, port)
+	}
+	return nil
 }
 
 // isServiceName reports whether port may be a service name such as "http",

@@ -32,6 +32,9 @@ func TestConfigDefaults(t *testing.T) {
 		MaxBufferedBytes: server.DefaultMaxBufferedBytes,
 		WriteTimeout:     server.DefaultWriteTimeout,
 		MaxAttachments:   server.DefaultMaxAttachments,
+		IdleTimeout:      server.DefaultIdleTimeout,
+		ReadTimeout:      server.DefaultReadTimeout,
+		MaxHeaderBytes:   server.DefaultMaxHeaderBytes,
 		Transports:       []server.Transport{server.Polling, server.WebSocket},
 		ShutdownTimeout:  10 * time.Second,
 		Recovery:         server.RecoveryConfig{MaxDisconnection: 2 * time.Minute},
@@ -85,6 +88,18 @@ func TestConfigValidate(t *testing.T) {
 		{"redis-heartbeat-interval", server.Config{Redis: server.RedisConfig{HeartbeatInterval: -time.Second}}},
 		{"redis-heartbeat-timeout", server.Config{Redis: server.RedisConfig{HeartbeatInterval: 10 * time.Second, HeartbeatTimeout: 5 * time.Second}}},
 		{"redis-request-timeout", server.Config{Redis: server.RedisConfig{RequestTimeout: -1}}},
+		{"cors-origins", server.Config{CORSOrigins: []string{"nul"}}},
+		{"cors-credentials", server.Config{CORSCredentials: true}},
+		{"cors-credentials", server.Config{CORSOrigins: []string{"*"}, CORSCredentials: true}},
+		{"cors-credentials", server.Config{CORSOrigins: []string{"https://a.example", "*"}, CORSCredentials: true}},
+		{"idle-timeout", server.Config{IdleTimeout: -time.Second}},
+		{"read-timeout", server.Config{ReadTimeout: -time.Second}},
+		{"read-timeout", server.Config{ReadTimeout: time.Microsecond}},
+		{"max-header-bytes", server.Config{MaxHeaderBytes: -1}},
+		{"max-connections", server.Config{MaxConnections: -1}},
+		{"max-attachment-bytes", server.Config{MaxAttachmentBytes: -1}},
+		{"metrics-addr", server.Config{MetricsAddr: "9100"}},
+		{"metrics-addr", server.Config{MetricsAddr: ":99999"}},
 	} {
 		err := tc.cfg.Validate()
 		var ce *server.ConfigError
@@ -112,6 +127,10 @@ func TestConfigValidate(t *testing.T) {
 		{Addr: "[::1]:8080"},
 		{CORSOrigins: []string{"*"}},
 		{CORSOrigins: []string{"https://example.com", "http://localhost:8080/"}},
+		{CORSOrigins: []string{"https://example.com"}, CORSCredentials: true},
+		{CORSOrigins: []string{"null"}},
+		{MetricsAddr: "127.0.0.1:9100"},
+		{MaxConnections: 1, MaxHeaderBytes: 1, MaxAttachmentBytes: 1, ReadTimeout: time.Millisecond, IdleTimeout: time.Millisecond},
 		{Transports: []server.Transport{server.WebSocket}},
 		{PingInterval: time.Millisecond},
 		{Redis: server.RedisConfig{URL: "redis://:pw@127.0.0.1:6390/2"}},
@@ -160,27 +179,41 @@ func TestLoadEnv(t *testing.T) {
 		"SOCKSTREAM_REDIS_HEARTBEAT_INTERVAL":   "1s",
 		"SOCKSTREAM_REDIS_HEARTBEAT_TIMEOUT":    "3s",
 		"SOCKSTREAM_REDIS_REQUEST_TIMEOUT":      "2s",
+		"SOCKSTREAM_CORS_CREDENTIALS":           "true",
+		"SOCKSTREAM_MAX_ATTACHMENT_BYTES":       "4000",
+		"SOCKSTREAM_IDLE_TIMEOUT":               "7s",
+		"SOCKSTREAM_READ_TIMEOUT":               "8s",
+		"SOCKSTREAM_MAX_HEADER_BYTES":           "9000",
+		"SOCKSTREAM_MAX_CONNECTIONS":            "50",
+		"SOCKSTREAM_METRICS_ADDR":               "127.0.0.1:9100",
 		"SOCKSTREAM_UNRELATED":                  "x",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := server.Config{
-		Addr:             ":4000",
-		Path:             "/io/",
-		CORSOrigins:      []string{"https://a.example", "https://b.example"},
-		PingInterval:     time.Second,
-		PingTimeout:      2 * time.Second,
-		ConnectTimeout:   3 * time.Second,
-		UpgradeTimeout:   4 * time.Second,
-		MaxPayload:       5000,
-		MaxBufferedBytes: server.DefaultMaxBufferedBytes,
-		WriteTimeout:     server.DefaultWriteTimeout,
-		MaxAttachments:   server.DefaultMaxAttachments,
-		Transports:       []server.Transport{server.WebSocket},
-		DisableUpgrades:  true,
-		Recovery:         server.RecoveryConfig{Enabled: true, MaxDisconnection: 30 * time.Second, SkipMiddlewares: true},
-		ShutdownTimeout:  6 * time.Second,
+		Addr:               ":4000",
+		Path:               "/io/",
+		CORSOrigins:        []string{"https://a.example", "https://b.example"},
+		PingInterval:       time.Second,
+		PingTimeout:        2 * time.Second,
+		ConnectTimeout:     3 * time.Second,
+		UpgradeTimeout:     4 * time.Second,
+		MaxPayload:         5000,
+		MaxBufferedBytes:   server.DefaultMaxBufferedBytes,
+		WriteTimeout:       server.DefaultWriteTimeout,
+		MaxAttachments:     server.DefaultMaxAttachments,
+		CORSCredentials:    true,
+		MaxAttachmentBytes: 4000,
+		IdleTimeout:        7 * time.Second,
+		ReadTimeout:        8 * time.Second,
+		MaxHeaderBytes:     9000,
+		MaxConnections:     50,
+		MetricsAddr:        "127.0.0.1:9100",
+		Transports:         []server.Transport{server.WebSocket},
+		DisableUpgrades:    true,
+		Recovery:           server.RecoveryConfig{Enabled: true, MaxDisconnection: 30 * time.Second, SkipMiddlewares: true},
+		ShutdownTimeout:    6 * time.Second,
 		Redis: server.RedisConfig{
 			URL:               "redis://127.0.0.1:6390/0",
 			StreamName:        "app",
@@ -207,6 +240,9 @@ func TestLoadEnv(t *testing.T) {
 		"SOCKSTREAM_TRANSPORTS":               "websocket,carrier-pigeon",
 		"SOCKSTREAM_REDIS_STREAM_COUNT":       "many",
 		"SOCKSTREAM_REDIS_HEARTBEAT_INTERVAL": "5",
+		"SOCKSTREAM_READ_TIMEOUT":             "30",
+		"SOCKSTREAM_MAX_CONNECTIONS":          "lots",
+		"SOCKSTREAM_CORS_CREDENTIALS":         "please",
 	} {
 		before := server.Config{Addr: ":1"}
 		c := before
@@ -240,6 +276,8 @@ func TestFlags(t *testing.T) {
 		"-addr", ":5000", "-transports", "polling", "-cors-origins", "*",
 		"-max-payload", "10", "-recovery", "-disable-upgrades", "-upgrade-timeout", "1s",
 		"-recovery-skip-middlewares", "-redis", "redis://localhost:6390", "-redis-stream-count", "2",
+		"-idle-timeout", "3s", "-read-timeout", "4s", "-max-header-bytes", "5000", "-max-connections", "60",
+		"-metrics-addr", ":9100", "-max-attachment-bytes", "700",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -259,6 +297,9 @@ func TestFlags(t *testing.T) {
 		t.Errorf("flags not applied: %+v", c)
 	case c.Redis.URL != "redis://localhost:6390" || c.Redis.StreamCount != 2:
 		t.Errorf("Redis = %+v", c.Redis)
+	case c.IdleTimeout != 3*time.Second || c.ReadTimeout != 4*time.Second || c.MaxHeaderBytes != 5000 ||
+		c.MaxConnections != 60 || c.MetricsAddr != ":9100" || c.MaxAttachmentBytes != 700:
+		t.Errorf("limit flags not applied: %+v", c)
 	}
 
 	for _, args := range [][]string{
@@ -266,6 +307,9 @@ func TestFlags(t *testing.T) {
 		{"-max-payload", "big"},
 		{"-transports", "smoke-signals"},
 		{"-redis-max-len", "long"},
+		{"-idle-timeout", "idle"},
+		{"-max-connections", "1e3"},
+		{"-max-header-bytes", "64KiB"},
 	} {
 		var c server.Config
 		fs := flag.NewFlagSet("t", flag.ContinueOnError)

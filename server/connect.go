@@ -29,7 +29,7 @@ func (n *Namespace) connect(c *client, auth map[string]any) {
 			if err := s.runMiddleware(mw); err != nil {
 				// Rooms a middleware joined, and a handover, end here.
 				n.adapter.DelAll(s.id)
-				s.cancel()
+				s.cancelContext()
 				var ce *ConnectError
 				if errors.As(err, &ce) {
 					c.writeConnectError(n.name, ce.Message, ce.Data)
@@ -49,7 +49,7 @@ func (n *Namespace) connect(c *client, auth map[string]any) {
 	if !c.register(s) {
 		// The session ended while the middlewares ran.
 		n.adapter.DelAll(s.id)
-		s.cancel()
+		s.cancelContext()
 		return
 	}
 	n.mu.Lock()

@@ -19,6 +19,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Addr, "addr", d.Addr, "address to listen on (env SOCKSTREAM_ADDR)")
 	fs.StringVar(&c.Path, "path", d.Path, "path Socket.IO is served at (env SOCKSTREAM_PATH)")
 	fs.Var(listFlag{&c.CORSOrigins}, "cors-origins", "comma-separated origins allowed by CORS, or * (env SOCKSTREAM_CORS_ORIGINS)")
+	fs.BoolVar(&c.CORSCredentials, "cors-credentials", c.CORSCredentials, "allow credentials (cookies) from the listed cors-origins; not with * (env SOCKSTREAM_CORS_CREDENTIALS)")
 	fs.DurationVar(&c.PingInterval, "ping-interval", d.PingInterval, "interval between two pings (env SOCKSTREAM_PING_INTERVAL)")
 	fs.DurationVar(&c.PingTimeout, "ping-timeout", d.PingTimeout, "time to wait for a pong (env SOCKSTREAM_PING_TIMEOUT)")
 	fs.DurationVar(&c.ConnectTimeout, "connect-timeout", d.ConnectTimeout, "time a client has to join a namespace (env SOCKSTREAM_CONNECT_TIMEOUT)")
@@ -27,6 +28,14 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxBufferedBytes, "max-buffered-bytes", d.MaxBufferedBytes, "bound on what may wait for one client; past it the client is disconnected as a slow consumer (env SOCKSTREAM_MAX_BUFFERED_BYTES)")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", d.WriteTimeout, "bound on each write to a client (env SOCKSTREAM_WRITE_TIMEOUT)")
 	fs.IntVar(&c.MaxAttachments, "max-attachments", d.MaxAttachments, "most binary attachments in one packet from a client (env SOCKSTREAM_MAX_ATTACHMENTS)")
+	// 0 stands for MaxPayload, whatever sets it later (a flag after the
+	// environment): the default is not written into the field.
+	fs.Int64Var(&c.MaxAttachmentBytes, "max-attachment-bytes", c.MaxAttachmentBytes, "bound on the total size of one packet's attachments, in bytes; 0: max-payload (env SOCKSTREAM_MAX_ATTACHMENT_BYTES)")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", d.IdleTimeout, "idle keep-alive connections are closed after this (env SOCKSTREAM_IDLE_TIMEOUT)")
+	fs.DurationVar(&c.ReadTimeout, "read-timeout", d.ReadTimeout, "bound on reading a request, its body included; not long polls nor WebSockets (env SOCKSTREAM_READ_TIMEOUT)")
+	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", d.MaxHeaderBytes, "largest request line and headers, in bytes; larger requests get 431 (env SOCKSTREAM_MAX_HEADER_BYTES)")
+	fs.IntVar(&c.MaxConnections, "max-connections", c.MaxConnections, fmt.Sprintf("most open TCP connections; over it Socket.IO requests get 503, health checks are served; 0: 90%% of the file-descriptor limit minus 32, %d here (env SOCKSTREAM_MAX_CONNECTIONS)", DefaultMaxConnections()))
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "serve /metrics on this address only, not beside Socket.IO (env SOCKSTREAM_METRICS_ADDR)")
 	// The Var flags show the field's value as their default: set it, as the
 	// other flags do.
 	if len(c.Transports) == 0 {

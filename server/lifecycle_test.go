@@ -422,11 +422,14 @@ func TestRun(t *testing.T) {
 	}
 }
 
-// TestCORS: a configured origin, however written, is allowed; others are
-// not; without CORSOrigins no cross-origin page is.
+// TestCORS, as Node's cors package: a configured origin, however written,
+// is reflected; others and "null" are not; credentials only with a list and
+// CORSCredentials; "*" is a literal * without credentials; without
+// CORSOrigins no cross-origin page is allowed.
 func TestCORS(t *testing.T) {
 	t.Parallel()
-	allowed := func(ts *testServer, origin string) string {
+	type answer struct{ origin, credentials, vary string }
+	ask := func(ts *testServer, origin string) answer {
 		t.Helper()
 		req, err := http.NewRequest(http.MethodGet, ts.URL+"/socket.io/?EIO=4&transport=polling", nil)
 		if err != nil {
@@ -440,24 +443,56 @@ func TestCORS(t *testing.T) {
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
-		return resp.Header.Get("Access-Control-Allow-Origin")
+		return answer{resp.Header.Get("Access-Control-Allow-Origin"), resp.Header.Get("Access-Control-Allow-Credentials"), resp.Header.Get("Vary")}
 	}
-	ts := startServer(t, server.Config{CORSOrigins: []string{"HTTPS://App.Example/", "http://localhost:8080"}}, nil)
-	if got := allowed(ts, "https://app.example"); got != "https://app.example" {
-		t.Errorf("allowed origin: Access-Control-Allow-Origin = %q", got)
+	list := startServer(t, server.Config{CORSOrigins: []string{"HTTPS://App.Example/", "http://localhost:8080"}}, nil)
+	if got := ask(list, "https://app.example"); got != (answer{"https://app.example", "", "Origin"}) {
+		t.Errorf("listed origin: %+v, want it reflected with Vary: Origin and no credentials", got)
 	}
-	if got := allowed(ts, "http://localhost:8080"); got != "http://localhost:8080" {
-		t.Errorf("second allowed origin: Access-Control-Allow-Origin = %q", got)
+	if got := ask(list, "http://localhost:8080"); got.origin != "http://localhost:8080" {
+		t.Errorf("second listed origin: %+v", got)
 	}
-	if got := allowed(ts, "https://evil.example"); got == "https://evil.example" || got == "*" {
-		t.Errorf("other origin: Access-Control-Allow-Origin = %q", got)
+	for _, o := range []string{"https://evil.example", "null"} {
+		if got := ask(list, o); got.origin != "" || got.credentials != "" {
+			t.Errorf("origin %s, not listed: %+v", o, got)
+		}
 	}
+
+	creds := startServer(t, server.Config{CORSOrigins: []string{"https://app.example", "null"}, CORSCredentials: true}, nil)
+	if got := ask(creds, "https://app.example"); got.origin != "https://app.example" || got.credentials != "true" {
+		t.Errorf("CORSCredentials, listed origin: %+v, want it reflected with credentials", got)
+	}
+	if got := ask(creds, "null"); got.origin != "null" {
+		t.Errorf("null, listed: %+v", got)
+	}
+	if got := ask(creds, "https://evil.example"); got.origin != "" || got.credentials != "" {
+		t.Errorf("CORSCredentials, other origin: %+v", got)
+	}
+
 	none := startServer(t, server.Config{}, nil)
-	if got := allowed(none, "https://app.example"); got != "" {
-		t.Errorf("no CORSOrigins: Access-Control-Allow-Origin = %q", got)
+	if got := ask(none, "https://app.example"); got != (answer{}) {
+		t.Errorf("no CORSOrigins: %+v", got)
 	}
-	any := startServer(t, server.Config{CORSOrigins: []string{"*"}}, nil)
-	if got := allowed(any, "https://app.example"); got == "" {
-		t.Error("CORSOrigins *: no Access-Control-Allow-Origin")
+
+	anyOrigin := startServer(t, server.Config{CORSOrigins: []string{"*"}}, nil)
+	for _, o := range []string{"https://app.example", "https://evil.example", "null"} {
+		if got := ask(anyOrigin, o); got.origin != "*" || got.credentials != "" {
+			t.Errorf("CORSOrigins *, origin %s: %+v, want a literal * without credentials", o, got)
+		}
+	}
+	// The preflight of a cross-origin POST.
+	req, err := http.NewRequest(http.MethodOptions, anyOrigin.URL+"/socket.io/?EIO=4&transport=polling&sid=x", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Origin", "https://app.example")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	resp, err := (&http.Client{Timeout: waitFor}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "*" || resp.Header.Get("Access-Control-Allow-Credentials") != "" {
+		t.Errorf("preflight with *: %s %v", resp.Status, resp.Header)
 	}
 }

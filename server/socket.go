@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,19 +35,23 @@ type Socket struct {
 	id        string
 	pid       string // private session id (connection state recovery)
 	recovered bool
+	// ctxDone (guarded by mu): the socket's Context is cancelled, or is
+	// made cancelled.
+	ctxDone   bool
 	handshake Handshake
 	host      string
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	queue  handlerQueue
+	queue handlerQueue
 
 	connected atomic.Bool
 	closeOnce sync.Once
 
-	mu           sync.Mutex
-	data         any
-	handlers     map[string][]func(*Event)
+	mu   sync.Mutex
+	data any
+	// ctx is made by the first Context call: most sockets never need one.
+	ctx          context.Context
+	cancel       context.CancelFunc
+	handlers     handlerSet
 	anyHandlers  []func(*Event)
 	onDisconnect []func(reason string)
 	acks         map[uint64]*pendingAck
@@ -73,14 +78,12 @@ func newSocket(n *Namespace, c *client, auth map[string]any) *Socket {
 			URL:     h.URL,
 			Time:    h.Time,
 		},
-		host:     h.Host,
-		handlers: map[string][]func(*Event){},
+		host: h.Host,
 	}
 	if n.srv.cfg.Recovery.Enabled {
 		s.pid = randomID()
 	}
 	s.queue.srv = n.srv
-	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
 }
 
@@ -130,7 +133,7 @@ func (s *Socket) onEvent(p *siocodec.Packet) {
 
 func (s *Socket) dispatch(e *Event) {
 	s.mu.Lock()
-	anys, hs := s.anyHandlers, s.handlers[e.Name]
+	anys, hs := s.anyHandlers, s.handlers.get(e.Name)
 	s.mu.Unlock()
 	for _, h := range anys {
 		h(e)
@@ -228,7 +231,7 @@ func (s *Socket) onclose(reason string, _ bool) {
 		n.srv.metrics.socketDisconnected(n.name, reason)
 		// Cancelled now, not after the disconnect handlers: a handler
 		// ahead of them in the queue may wait on it (EmitWithAck).
-		s.cancel()
+		s.cancelContext()
 		n.srv.busy.add()
 		s.queue.push(func() {
 			defer n.srv.busy.done()
@@ -284,7 +287,28 @@ func (s *Socket) Connected() bool { return s.connected.Load() }
 // Context is cancelled when the socket disconnects (before its disconnect
 // handlers run), or, in a middleware, when its connection is refused. Use it to
 // stop work started for the client.
-func (s *Socket) Context() context.Context { return s.ctx }
+func (s *Socket) Context() context.Context {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx == nil {
+		s.ctx, s.cancel = context.WithCancel(context.Background())
+		if s.ctxDone {
+			s.cancel()
+		}
+	}
+	return s.ctx
+}
+
+// cancelContext cancels the socket's Context, now or when it is made.
+func (s *Socket) cancelContext() {
+	s.mu.Lock()
+	s.ctxDone = true
+	cancel := s.cancel
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
 
 // Transport is the transport the client currently uses; it changes from
 // Polling to WebSocket when the client upgrades.
@@ -387,7 +411,7 @@ func (s *Socket) EmitWithAck(ctx context.Context, event string, args ...any) ([]
 		return a, nil
 	case <-ctx.Done():
 		return nil, ackContextError("emit", event, ctx.Err())
-	case <-s.ctx.Done():
+	case <-s.Context().Done():
 		select {
 		case a := <-ch:
 			return a, nil
@@ -433,8 +457,41 @@ func (s *Socket) On(event string, h func(*Event)) {
 		return
 	}
 	s.mu.Lock()
-	s.handlers[event] = append(slices.Clip(s.handlers[event]), h)
+	s.handlers.add(event, h)
 	s.mu.Unlock()
+}
+
+// handlerSet is a socket's event handlers, sorted by event name: a slice,
+// not a map, for each of thousands of sockets that register a handful.
+type handlerSet []namedHandlers
+
+type namedHandlers struct {
+	event string
+	fns   []func(*Event)
+}
+
+func (hs handlerSet) find(event string) (int, bool) {
+	return slices.BinarySearchFunc(hs, event, func(nh namedHandlers, e string) int { return strings.Compare(nh.event, e) })
+}
+
+// get returns the handlers of event. The slice is never appended to in
+// place (add copies it), so it may be used after the socket's lock is
+// released.
+func (hs handlerSet) get(event string) []func(*Event) {
+	if i, ok := hs.find(event); ok {
+		return hs[i].fns
+	}
+	return nil
+}
+
+// add registers h for event, after the others of that event.
+func (hs *handlerSet) add(event string, h func(*Event)) {
+	i, ok := hs.find(event)
+	if ok {
+		(*hs)[i].fns = append(slices.Clip((*hs)[i].fns), h)
+		return
+	}
+	*hs = slices.Insert(*hs, i, namedHandlers{event, []func(*Event){h}})
 }
 
 // OnAny registers a handler for every event from the client. It runs before

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // TestIdleMemory opens many raw WebSocket sessions from a child process (so
@@ -176,4 +178,62 @@ func TestIdleMemoryChild(t *testing.T) {
 	for _, c := range conns {
 		c.Close()
 	}
+}
+
+// A message whose handling grows the reader goroutine's stack (as a
+// Socket.IO CONNECT does) makes the reader hand the connection over to a
+// fresh goroutine instead of idling on the grown stack. Nothing else
+// changes: the messages keep their order, the session goes on, and ends as
+// any other, leaving no goroutine behind.
+func TestReaderHandover(t *testing.T) {
+	h := newHarness(t, Options{}, true)
+	before := goroutines()
+	h.onMsg = func(r *recorder, data []byte, binary bool) {
+		if strings.HasPrefix(string(data), "deep") {
+			deepStack(64) // some 40 KiB of stack
+		}
+	}
+	c, _ := h.dialWS()
+	rec := h.next()
+	handovers := readerHandovers.Load()
+	var want []string
+	for i := range 10 {
+		for _, m := range []string{"deep", "flat"} {
+			m += strconv.Itoa(i)
+			want = append(want, m)
+			send(t, c, "4"+m)
+		}
+	}
+	for i, w := range want {
+		if got := readText(t, c); got != "4"+w {
+			t.Fatalf("echo %d: %q, want %q", i, got, "4"+w)
+		}
+		if got := rec.wait(t); got.data != w {
+			t.Fatalf("message %d: %q, want %q", i, got.data, w)
+		}
+	}
+	if readerHandovers.Load() == handovers {
+		t.Error("the reader kept its grown stack")
+	}
+	send(t, c, "1")
+	if reason := rec.waitClose(t); reason != ReasonTransportClose {
+		t.Errorf("close reason %q", reason)
+	}
+	if code := readClose(t, c); code != websocket.CloseNormalClosure {
+		t.Errorf("close code %d", code)
+	}
+	c.Close()
+	noLeak(t, before)
+}
+
+// deepStack uses some 600 bytes of stack per level.
+//
+//go:noinline
+func deepStack(n int) byte {
+	var b [512]byte
+	b[n%len(b)] = byte(n)
+	if n == 0 {
+		return b[0]
+	}
+	return deepStack(n-1) + b[(n+1)%len(b)]
 }

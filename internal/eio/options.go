@@ -52,14 +52,29 @@ type Options struct {
 	// session closed by Session.Close waits for the GET that carries its
 	// last packets. Default 10s.
 	WriteTimeout time.Duration
+	// ReadTimeout bounds the reading of a polling POST's body, from the
+	// moment the engine starts reading it: a body that has not arrived by
+	// then is cut (400 and the connection closed, the session closed with
+	// "transport error"), whatever the http.Server's own ReadTimeout. It
+	// does not apply to what must outlive it: net/http lifts the read
+	// deadline once a request's body is read, so a long-polling GET may
+	// wait up to PingInterval, and a WebSocket's deadline is cleared after
+	// the hijack. Default 30s.
+	ReadTimeout time.Duration
 	// AllowOrigin reports whether a cross-origin page (its Origin header)
 	// may use the polling transport; an allowed Origin is reflected in
 	// Access-Control-Allow-Origin, with Vary: Origin, and preflight OPTIONS
 	// requests are answered 204. Nil: no cross-origin page is allowed (no
-	// CORS header is ever sent).
+	// CORS header is ever sent), unless AllowAnyOrigin.
 	AllowOrigin func(origin string) bool
+	// AllowAnyOrigin allows every cross-origin page with a literal
+	// Access-Control-Allow-Origin: *, as Node's cors package does for
+	// origin "*"; AllowOrigin is then not consulted. Browsers refuse
+	// credentials with *, so AllowCredentials must be false with it.
+	AllowAnyOrigin bool
 	// AllowCredentials adds Access-Control-Allow-Credentials: true to the
-	// answers to allowed origins.
+	// answers to allowed origins. Set it only for a list of trusted origins:
+	// it lets their pages make requests with the user's cookies.
 	AllowCredentials bool
 	// AllowRequest, if set, runs before every handshake (polling GET or
 	// WebSocket without sid); an error refuses it with 403
@@ -101,15 +116,19 @@ const (
 	DefaultMaxPayload           = 1_000_000
 	DefaultMaxBufferedBytes     = 16 << 20
 	DefaultWriteTimeout         = 10 * time.Second
+	DefaultReadTimeout          = 30 * time.Second
 	DefaultCompressionThreshold = 1024
 )
 
 // withDefaults returns o with its defaults filled in, or an error for an
 // invalid field.
 func (o Options) withDefaults() (Options, error) {
-	if o.PingInterval < 0 || o.PingTimeout < 0 || o.UpgradeTimeout < 0 || o.WriteTimeout < 0 ||
+	if o.PingInterval < 0 || o.PingTimeout < 0 || o.UpgradeTimeout < 0 || o.WriteTimeout < 0 || o.ReadTimeout < 0 ||
 		o.MaxPayload < 0 || o.MaxBufferedBytes < 0 || o.CompressionThreshold < 0 {
 		return o, errors.New("eio: negative option")
+	}
+	if err := o.corsDefaults(); err != nil {
+		return o, err
 	}
 	if o.PingInterval == 0 {
 		o.PingInterval = DefaultPingInterval
@@ -128,6 +147,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.WriteTimeout == 0 {
 		o.WriteTimeout = DefaultWriteTimeout
+	}
+	if o.ReadTimeout == 0 {
+		o.ReadTimeout = DefaultReadTimeout
 	}
 	if o.CompressionThreshold == 0 {
 		o.CompressionThreshold = DefaultCompressionThreshold

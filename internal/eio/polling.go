@@ -293,6 +293,10 @@ func (s *Session) servePost(w http.ResponseWriter, r *http.Request) {
 		tooLarge(w)
 		return
 	}
+	// The body must arrive within ReadTimeout: a stalled one would hold
+	// this goroutine, and the session's POST slot, indefinitely.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(s.srv.opts.ReadTimeout))
 	body, err := readBody(r.Body, r.ContentLength, max)
 	if errors.Is(err, errTooLarge) {
 		s.fail(ReasonTransportError)
@@ -300,11 +304,16 @@ func (s *Session) servePost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		// Node: "data request connection closed prematurely".
+		// Node: "data request connection closed prematurely". What is
+		// left of the body is not read: the connection is closed after the
+		// answer (net/http would otherwise read up to 256 KiB more of it
+		// before answering).
 		s.fail(ReasonTransportError)
+		w.Header().Set("Connection", "close")
 		badRequest(w)
 		return
 	}
+	_ = rc.SetReadDeadline(time.Time{})
 	if !s.onPayload(body) {
 		s.srv.abort(w, false, codeBadRequest, "")
 		return

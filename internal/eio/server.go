@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -190,7 +191,7 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if upgrade {
-		srv.handshakeWebSocket(w, r)
+		srv.handshakeWebSocket(w, r, q)
 		return
 	}
 	srv.handshakePolling(w, r)
@@ -241,8 +242,10 @@ func (srv *Server) cors(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	h := w.Header()
-	h.Set("Access-Control-Allow-Origin", origin)
-	h.Add("Vary", "Origin")
+	h.Set("Access-Control-Allow-Origin", srv.opts.allowOriginHeader(origin))
+	if !srv.opts.AllowAnyOrigin {
+		h.Add("Vary", "Origin") // the answer depends on the Origin
+	}
 	if srv.opts.AllowCredentials {
 		h.Set("Access-Control-Allow-Credentials", "true")
 	}
@@ -275,14 +278,22 @@ func invalidHeaderValue(v string) bool {
 // newSession builds a session for the handshake request r and runs accept.
 // It returns nil if accept refused it (the answer is then the caller's).
 func (srv *Server) newSession(r *http.Request, transport string) (s *Session, h Handler) {
+	return srv.newSessionQuery(r, r.URL.Query(), transport)
+}
+
+// newSessionQuery is newSession with r's query already parsed (q is kept).
+//
+// The handshake keeps r.Header itself, not a copy: net/http allocates a
+// header map for each request and never reuses it (nor does anything here
+// write to it), and a copy would double what an idle session keeps of it.
+func (srv *Server) newSessionQuery(r *http.Request, q url.Values, transport string) (s *Session, h Handler) {
 	s = &Session{
 		srv:       srv,
 		id:        newID(),
 		transport: transport,
-		closed:    make(chan struct{}),
 		hs: &Handshake{
-			Header:     r.Header.Clone(),
-			Query:      r.URL.Query(),
+			Header:     r.Header,
+			Query:      q,
 			Host:       r.Host,
 			RemoteAddr: r.RemoteAddr,
 			Secure:     r.TLS != nil,

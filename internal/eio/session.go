@@ -48,7 +48,7 @@ type Handler interface {
 // Handshake is what the handshake request was. The *http.Request itself is
 // not kept.
 type Handshake struct {
-	Header     http.Header // a copy
+	Header     http.Header // the request's (not to be modified)
 	Query      url.Values
 	Host       string
 	RemoteAddr string
@@ -66,45 +66,42 @@ type Session struct {
 	h   Handler
 
 	// inMu serialises the calls into h: OnMessage, then OnClose once.
-	inMu        sync.Mutex
-	closeCalled bool // guarded by inMu
+	inMu sync.Mutex
 
-	closed chan struct{} // closed when the session ends
-
-	mu      sync.Mutex
-	ended   bool   // OnClose is owed or delivered; Send refuses
-	counted bool   // counted in Server.Count (registered)
-	reason  string // why it ended
-	// lingering: ended by Session.Close over polling with no GET pending;
-	// the session stays known until a GET takes its last packets and the
-	// close packet, or until closeDue.
-	lingering bool
+	// The rest is guarded by mu. The flags are together at the end: an
+	// idle session is mostly this struct, kept in a smaller size class.
+	mu     sync.Mutex
+	closed chan struct{} // closed when the session ends; made by the first Closed call
+	reason string        // why it ended
 
 	transport string // Polling or WebSocket (current)
 	queue     []*Message
 	queued    int // payload bytes queued and not yet written (the batch being written included)
 
-	// WebSocket transport.
-	ws       *wsConn
-	flushing bool // a flusher goroutine owns the write side
-	wsClosed bool // a close frame is queued or written: nothing more is queued
-
-	// Polling transport.
-	poll    *pollWait // the pending GET
-	posting bool      // a POST is being handled
-	final   *Message  // what ends the polling transport's last GET: close or noop
-
-	// Upgrade.
-	probe  *wsConn // the WebSocket being upgraded to
-	probed bool    // "2probe" answered: upgrading
+	ws    *wsConn   // WebSocket transport
+	poll  *pollWait // polling transport: the pending GET
+	final *Message  // what ends the polling transport's last GET: close or noop
+	probe *wsConn   // upgrade: the WebSocket being upgraded to
 
 	// The one timer: heartbeat, upgrade timeout, lingering close. Each due
 	// is zero when unset; the timer runs for the earliest.
-	timer     *time.Timer
-	awaitPong bool      // hbDue is the pong deadline (else: when to ping)
-	hbDue     time.Time // next PING, or the pong deadline
-	upDue     time.Time // upgrade deadline
-	closeDue  time.Time // end of lingering
+	timer    *time.Timer
+	hbDue    time.Time // next PING, or the pong deadline
+	upDue    time.Time // upgrade deadline
+	closeDue time.Time // end of lingering
+
+	closeCalled bool // guarded by inMu: OnClose was called
+	ended       bool // OnClose is owed or delivered; Send refuses
+	counted     bool // counted in Server.Count (registered)
+	// lingering: ended by Session.Close over polling with no GET pending;
+	// the session stays known until a GET takes its last packets and the
+	// close packet, or until closeDue.
+	lingering bool
+	flushing  bool // WebSocket: a flusher goroutine owns the write side
+	wsClosed  bool // WebSocket: a close frame is queued or written: nothing more is queued
+	posting   bool // polling: a POST is being handled
+	probed    bool // upgrade: "2probe" answered: upgrading
+	awaitPong bool // hbDue is the pong deadline (else: when to ping)
 }
 
 // pollWait is a pending long-polling GET.
@@ -138,7 +135,18 @@ func (s *Session) Transport() string {
 }
 
 // Closed is closed when the session ends.
-func (s *Session) Closed() <-chan struct{} { return s.closed }
+func (s *Session) Closed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed == nil {
+		// Made on demand: most sessions are never asked.
+		s.closed = make(chan struct{})
+		if s.ended {
+			close(s.closed)
+		}
+	}
+	return s.closed
+}
 
 // Send queues msgs for the client and returns; it never blocks on the
 // network. It returns ErrClosed if the session is gone, ErrSlowConsumer if
@@ -243,7 +251,9 @@ func (s *Session) endWithLocked(reason string, mode int, frame *Message) {
 	}
 	s.ended = true
 	s.reason = reason
-	close(s.closed)
+	if s.closed != nil {
+		close(s.closed)
+	}
 	if s.counted {
 		s.srv.sessionEnded()
 	}

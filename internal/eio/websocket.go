@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 )
 
@@ -108,12 +109,12 @@ func refuseWebSocket(c *wsConn, resp []byte) {
 
 // handshakeWebSocket opens a session over WebSocket: the 101 response and
 // the open packet go out in one write, then the reader starts.
-func (srv *Server) handshakeWebSocket(w http.ResponseWriter, r *http.Request) {
+func (srv *Server) handshakeWebSocket(w http.ResponseWriter, r *http.Request, q url.Values) {
 	c, resp := srv.acceptWebSocket(w, r)
 	if c == nil {
 		return
 	}
-	s, h := srv.newSession(r, WebSocket)
+	s, h := srv.newSessionQuery(r, q, WebSocket)
 	if h == nil {
 		rawAbort(c, errorMessages[codeForbidden])
 		return
@@ -134,10 +135,7 @@ func (srv *Server) handshakeWebSocket(w http.ResponseWriter, r *http.Request) {
 		_ = c.conn.Close()
 		return
 	}
-	go func() {
-		defer srv.track.done()
-		c.readLoop(s)
-	}()
+	go c.runReader(s)
 	s.flush(resp)
 }
 
@@ -176,10 +174,7 @@ func (srv *Server) upgradeSession(w http.ResponseWriter, r *http.Request, s *Ses
 	s.rearmLocked()
 	srv.track.add()
 	s.mu.Unlock()
-	go func() {
-		defer srv.track.done()
-		c.readLoop(s)
-	}()
+	go c.runReader(s)
 }
 
 // flushLoop writes the queue until it is empty, then exits; the next Send

@@ -4,8 +4,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // wsError is a failure of the WebSocket protocol by the client: the
@@ -29,10 +31,25 @@ type peerClose struct{ code uint16 }
 
 func (peerClose) Error() string { return "eio: websocket: close frame received" }
 
+// runReader is the reader goroutine of c: one reservation of the tracker
+// (taken by who starts it) is released when it returns.
+func (c *wsConn) runReader(s *Session) {
+	defer s.srv.track.done()
+	c.readLoop(s)
+}
+
 // readLoop reads the client's messages until the connection fails or
-// closes. It is the only goroutine of an idle WebSocket session; its frame
-// is kept small on purpose (its stack is most of an idle session's memory).
+// closes. It is the only goroutine of an idle WebSocket session, and its
+// stack is most of an idle session's memory: its frame is kept small, and
+// when handling a message grew the stack (a CONNECT runs the namespace's
+// middlewares, JSON decoding, the adapter), the loop continues on a fresh
+// goroutine, whose stack is the smallest, instead of keeping the grown one
+// (which the runtime would only halve at each GC) for as long as the
+// connection idles. The reader hands over only when nothing is buffered,
+// so a burst of messages is read by one goroutine.
 func (c *wsConn) readLoop(s *Session) {
+	var mark byte
+	base := stackAddr(&mark)
 	for {
 		op, data, err := c.readMessage(s)
 		if err != nil {
@@ -42,8 +59,25 @@ func (c *wsConn) readLoop(s *Session) {
 		if !s.onWSMessage(c, op, data) {
 			return
 		}
+		if stackAddr(&mark) != base && c.r == c.w && len(c.pre) == 0 {
+			// The stack was copied to a larger one (or shrunk by a GC):
+			// a fresh goroutine takes over, this one returns at once (its
+			// grown stack is freed when it exits).
+			s.srv.track.add()
+			readerHandovers.Add(1)
+			go c.runReader(s)
+			return
+		}
 	}
 }
+
+// readerHandovers counts readLoop's handovers to a fresh goroutine (read by
+// the tests).
+var readerHandovers atomic.Int64
+
+// stackAddr is the address of a variable of the calling goroutine's stack:
+// it changes when the runtime moves the stack (to grow or shrink it).
+func stackAddr(p *byte) uintptr { return uintptr(unsafe.Pointer(p)) }
 
 // fill reads into buf until at least k bytes are unread.
 func (c *wsConn) fill(k int) error {

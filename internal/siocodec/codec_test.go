@@ -157,6 +157,52 @@ func TestDecodeSequence(t *testing.T) {
 	}
 }
 
+// TestDecodeAttachmentBytes: the attachments of one packet are bounded in
+// total, as they arrive: the one that passes the bound is refused (the
+// packet dropped, nothing kept), and the decoder then takes a new packet.
+func TestDecodeAttachmentBytes(t *testing.T) {
+	d := NewDecoder(Limits{MaxAttachmentBytes: 10})
+	header := []byte(`53-["a",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1},{"_placeholder":true,"num":2}]`)
+	if p, err := d.Text(header); p != nil || err != nil {
+		t.Fatalf("header: %v %v", p, err)
+	}
+	for _, a := range [][]byte{make([]byte, 4), make([]byte, 6)} { // 10 bytes: at the bound
+		if p, err := d.Binary(a); p != nil || err != nil {
+			t.Fatalf("attachment within the bound: %v %v", p, err)
+		}
+	}
+	_, err := d.Binary([]byte{1}) // 11 bytes
+	if !errors.Is(err, ErrTooLarge) || !errors.Is(err, ErrInvalid) {
+		t.Fatalf("attachment past the bound: %v, want ErrTooLarge and ErrInvalid", err)
+	}
+	if d.Awaiting() != 0 || d.atts != nil || d.size != 0 {
+		t.Errorf("after the refusal the decoder still holds %d attachments (%d bytes), awaits %d", len(d.atts), d.size, d.Awaiting())
+	}
+	// A single attachment over the bound is refused at once.
+	if _, err := d.Text([]byte(`51-["a",{"_placeholder":true,"num":0}]`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Binary(make([]byte, 11)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("one attachment of 11 bytes: %v, want ErrTooLarge", err)
+	}
+	// The next packet starts from zero.
+	if _, err := d.Text(header); err != nil {
+		t.Fatal(err)
+	}
+	var p *Packet
+	for _, a := range [][]byte{make([]byte, 3), make([]byte, 3), make([]byte, 4)} {
+		if p, err = d.Binary(a); err != nil {
+			t.Fatalf("a packet of 10 bytes after a refused one: %v", err)
+		}
+	}
+	if p == nil || len(p.Data.([]any)) != 4 {
+		t.Fatalf("packet = %+v", p)
+	}
+	if got := NewDecoder(Limits{}).limits.MaxAttachmentBytes; got != DefaultMaxAttachmentBytes {
+		t.Errorf("default MaxAttachmentBytes = %d, want %d", got, DefaultMaxAttachmentBytes)
+	}
+}
+
 func BenchmarkEncodeEvent(b *testing.B) {
 	data := []any{"chat", map[string]any{"from": "alice", "text": "hello there, how are you?", "ts": 1.7e12}}
 	b.ReportAllocs()

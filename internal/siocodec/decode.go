@@ -3,6 +3,7 @@ package siocodec
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strconv"
 )
 
@@ -16,6 +17,7 @@ type Decoder struct {
 	pending *Packet
 	want    int
 	atts    [][]byte
+	size    int64 // bytes of atts
 }
 
 // NewDecoder returns a decoder enforcing limits (zero fields: defaults).
@@ -39,7 +41,7 @@ func (d *Decoder) Text(msg []byte) (*Packet, error) {
 	if n == 0 {
 		return reconstruct(p, nil)
 	}
-	d.pending, d.want, d.atts = p, n, make([][]byte, 0, n)
+	d.pending, d.want, d.atts, d.size = p, n, make([][]byte, 0, n), 0
 	return nil, nil
 }
 
@@ -49,12 +51,19 @@ func (d *Decoder) Binary(msg []byte) (*Packet, error) {
 	if d.pending == nil {
 		return nil, invalid("binary message without a binary packet header")
 	}
+	if size := d.size + int64(len(msg)); size > d.limits.MaxAttachmentBytes {
+		n := len(d.atts) + 1
+		d.Reset()
+		return nil, fmt.Errorf("%w: %w: attachment %d brings the packet's attachments to %d bytes, more than the %d allowed",
+			ErrInvalid, ErrTooLarge, n, size, d.limits.MaxAttachmentBytes)
+	}
 	d.atts = append(d.atts, msg)
+	d.size += int64(len(msg))
 	if len(d.atts) < d.want {
 		return nil, nil
 	}
 	p, atts := d.pending, d.atts
-	d.pending, d.want, d.atts = nil, 0, nil
+	d.Reset()
 	return reconstruct(p, atts)
 }
 
@@ -68,7 +77,7 @@ func (d *Decoder) Awaiting() int {
 }
 
 // Reset drops a pending binary packet.
-func (d *Decoder) Reset() { d.pending, d.want, d.atts = nil, 0, nil }
+func (d *Decoder) Reset() { d.pending, d.want, d.atts, d.size = nil, 0, nil, 0 }
 
 // decodeHeader parses a text packet as socket.io-parser's decodeString
 // does, with its checks; n is the attachment count of a binary packet.

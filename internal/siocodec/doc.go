@@ -9,6 +9,9 @@
 // its own buffer types (which every caller then converted), copies every
 // []any and map on encoding, and accepts what Node's decoder refuses
 // (trailing bytes after the JSON, placeholders with a bad index). Decoding
-// here is as strict as Node's: a packet that Node's decoder would throw on
-// is an error, and the caller closes that connection only.
+// here is at least as strict as Node's: a packet that Node's decoder would
+// throw on is an error, and the caller closes that connection only. It is
+// stricter on three points: an ack id above 2^53 (which Node rounds to the
+// nearest JavaScript number), a placeholder num that is not an integer, a
+// namespace longer than Limits.MaxNamespaceLength.
 package siocodec

@@ -60,12 +60,19 @@ type Limits struct {
 	MaxAttachments int
 	// MaxNamespaceLength bounds a namespace name. Default 256.
 	MaxNamespaceLength int
+	// MaxAttachmentBytes bounds the total size, in bytes, of the
+	// attachments of one binary packet. It is checked as each attachment
+	// arrives, so a decoder never holds more than this for a packet being
+	// reconstructed. Default 1,000,000 (Node's maxHttpBufferSize, the
+	// default bound on one message).
+	MaxAttachmentBytes int64
 }
 
 // Defaults of Limits.
 const (
 	DefaultMaxAttachments     = 10
 	DefaultMaxNamespaceLength = 256
+	DefaultMaxAttachmentBytes = 1_000_000
 )
 
 func (l Limits) withDefaults() Limits {
@@ -75,11 +82,18 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxNamespaceLength <= 0 {
 		l.MaxNamespaceLength = DefaultMaxNamespaceLength
 	}
+	if l.MaxAttachmentBytes <= 0 {
+		l.MaxAttachmentBytes = DefaultMaxAttachmentBytes
+	}
 	return l
 }
 
 // ErrInvalid is wrapped by every decoding error.
 var ErrInvalid = errors.New("invalid socket.io packet")
+
+// ErrTooLarge is wrapped, beside ErrInvalid, by the error of a packet whose
+// attachments pass Limits.MaxAttachmentBytes.
+var ErrTooLarge = errors.New("socket.io packet too large")
 
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
