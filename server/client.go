@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sockstream/sockstream/internal/eio"
@@ -19,6 +20,12 @@ type client struct {
 	srv  *Server
 	sess *eio.Session
 	dec  *siocodec.Decoder // used only by OnMessage, one call at a time
+	// partial is the size of the messages of the packet being decoded
+	// (a binary packet's header and attachments); OnMessage only.
+	partial int64
+	// pending is the size of the events received and not yet handled,
+	// bounded by Config.MaxPendingEventBytes.
+	pending atomic.Int64
 
 	mu sync.Mutex
 	// The sockets, one per namespace joined: the first one, and the others
@@ -78,6 +85,7 @@ func (c *client) OnMessage(data []byte, binary bool) {
 		p   *siocodec.Packet
 		err error
 	)
+	c.partial += int64(len(data))
 	if binary {
 		p, err = c.dec.Binary(data)
 	} else {
@@ -91,6 +99,8 @@ func (c *client) OnMessage(data []byte, binary bool) {
 	if p == nil {
 		return // a binary packet waits for its attachments
 	}
+	size := c.partial
+	c.partial = 0
 	if p.Type == siocodec.Connect {
 		c.connect(p)
 		return
@@ -107,7 +117,14 @@ func (c *client) OnMessage(data []byte, binary bool) {
 	}
 	switch p.Type {
 	case siocodec.Event:
-		sock.onEvent(p)
+		if n := c.pending.Add(size); n > c.srv.cfg.MaxPendingEventBytes {
+			c.pending.Add(-size)
+			c.srv.log.Warn("closing a connection: its events wait for handlers beyond the bound",
+				"sid", c.sess.ID(), "pending_bytes", n-size, "bound", c.srv.cfg.MaxPendingEventBytes)
+			c.closeWith("event backlog")
+			return
+		}
+		sock.onEvent(p, size)
 	case siocodec.Ack:
 		sock.onAck(p)
 	case siocodec.Disconnect:
@@ -237,6 +254,18 @@ func (c *client) unregister(s *Socket) {
 		}
 	}
 	c.mu.Unlock()
+}
+
+// closeWith disconnects every socket of the client with reason, then
+// closes the session.
+func (c *client) closeWith(reason string) {
+	c.mu.Lock()
+	socks := c.socketsLocked()
+	c.mu.Unlock()
+	for _, s := range socks {
+		s.onclose(reason, false)
+	}
+	c.sess.Close()
 }
 
 // disconnectAll disconnects every socket of the client ("server namespace

@@ -83,6 +83,13 @@ type Config struct {
 	// a client could make the server hold MaxAttachments × MaxPayload for
 	// one packet. Default MaxPayload.
 	MaxAttachmentBytes int64
+	// MaxPendingEventBytes bounds the events one connection has sent that
+	// its handlers have not run yet (their size as received). Handlers run
+	// one at a time per socket; a client that sends faster than they run,
+	// or while one is blocked, is disconnected once its backlog passes the
+	// bound, with the reason "event backlog" and a log line, rather than
+	// let the server queue without end. Default 4 MiB.
+	MaxPendingEventBytes int64
 
 	// IdleTimeout closes a keep-alive connection of Run or Serve that has
 	// carried no request for this long. Default 75s: longer than the 60s
@@ -173,9 +180,12 @@ const (
 	DefaultMaxBufferedBytes = 16 << 20
 	DefaultWriteTimeout     = 10 * time.Second
 	DefaultMaxAttachments   = 10
-	DefaultIdleTimeout      = 75 * time.Second
-	DefaultReadTimeout      = 30 * time.Second
-	DefaultMaxHeaderBytes   = 64 << 10
+	// DefaultMaxPendingEventBytes is the default of
+	// Config.MaxPendingEventBytes.
+	DefaultMaxPendingEventBytes = 4 << 20
+	DefaultIdleTimeout          = 75 * time.Second
+	DefaultReadTimeout          = 30 * time.Second
+	DefaultMaxHeaderBytes       = 64 << 10
 )
 
 // DefaultMaxConnections is the default of Config.MaxConnections on this
@@ -251,6 +261,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxAttachmentBytes == 0 {
 		c.MaxAttachmentBytes = c.MaxPayload
+	}
+	if c.MaxPendingEventBytes == 0 {
+		c.MaxPendingEventBytes = DefaultMaxPendingEventBytes
 	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = DefaultIdleTimeout
@@ -345,6 +358,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxAttachments < 0 {
 		return bad("max-attachments", "%d is negative", c.MaxAttachments)
+	}
+	if c.MaxPendingEventBytes < 0 {
+		return bad("max-pending-event-bytes", "%d is negative", c.MaxPendingEventBytes)
 	}
 	if c.MaxAttachmentBytes < 0 {
 		return bad("max-attachment-bytes", "%d is negative", c.MaxAttachmentBytes)

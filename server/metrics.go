@@ -97,7 +97,7 @@ var knownReasons = map[string]bool{
 	"client namespace disconnect": true, "server namespace disconnect": true,
 	"transport close": true, "transport error": true, "ping timeout": true,
 	"parse error": true, "forced close": true, "forced server close": true,
-	"server shutting down": true, "slow consumer": true,
+	"server shutting down": true, "slow consumer": true, "event backlog": true,
 }
 
 func metricsHandler(g prometheus.Gatherer) http.Handler {

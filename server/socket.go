@@ -107,9 +107,10 @@ func (s *Socket) runMiddleware(mw Middleware) (err error) {
 }
 
 // onEvent queues an event from the client for the socket's handlers.
-func (s *Socket) onEvent(p *siocodec.Packet) {
+func (s *Socket) onEvent(p *siocodec.Packet, size int64) {
 	args, _ := p.Data.([]any)
 	if len(args) == 0 {
+		s.client.pending.Add(-size)
 		return
 	}
 	name, ok := args[0].(string)
@@ -128,7 +129,10 @@ func (s *Socket) onEvent(p *siocodec.Packet) {
 			}
 		}
 	}
-	s.queue.push(func() { s.dispatch(e) })
+	s.queue.push(func() {
+		defer s.client.pending.Add(-size)
+		s.dispatch(e)
+	})
 }
 
 func (s *Socket) dispatch(e *Event) {

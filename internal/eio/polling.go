@@ -388,8 +388,9 @@ func (s *Session) onPollPacket(p []byte) bool {
 	case pMessage:
 		data := p[1:]
 		if !utf8.Valid(data) {
-			// Node decodes the body as UTF-8, replacing what is invalid.
-			data = bytes.ToValidUTF8(data, []byte("\uFFFD"))
+			// Node decodes the body as UTF-8, replacing what is invalid
+			// as the WHATWG decoder does.
+			data = replaceInvalidUTF8(data)
 		}
 		s.deliver(data, false)
 	case 'b':

@@ -282,6 +282,29 @@ func (h *harness) gauge(t testing.TB, name string) float64 {
 	return v
 }
 
+// labelled is the value of the metric name whose label has value.
+func (h *harness) labelled(t testing.TB, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		t.Fatalf("gather metrics: %v", err)
+	}
+	var v float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					v += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return v
+}
+
 // waitSessions waits until the server has n Engine.IO sessions open.
 func (h *harness) waitSessions(t testing.TB, n int) {
 	t.Helper()
