@@ -36,8 +36,9 @@ type Config struct {
 	// page, as Node's cors package does with origin "*": a literal
 	// Access-Control-Allow-Origin: *, without credentials, so that no page
 	// can make requests with the user's cookies. A listed origin is
-	// reflected, with Vary: Origin. "null" (the Origin of sandboxed frames
-	// and file: pages) is allowed only when listed. Default none:
+	// reflected, with Vary: Origin. With a list, "null" (the Origin of
+	// sandboxed frames and file: pages) is allowed only when listed; "*"
+	// answers it "*" like any other. Default none:
 	// same-origin pages and non-browser clients only, as in Node's socket.io.
 	CORSOrigins []string
 	// CORSCredentials adds Access-Control-Allow-Credentials: true to the
@@ -119,7 +120,9 @@ type Config struct {
 	// at the limit, accept fails and no client, probe included, gets in.
 	// Default: 90% of the limit (RLIMIT_NOFILE, ulimit -n) minus 32
 	// descriptors kept for Redis, files and the connections over the cap;
-	// 10,000 where the limit is unknown or unlimited.
+	// 10,000 where the limit is unknown or unlimited. Connections of a
+	// crypto/tls listener are not counted (net/http must see the
+	// *tls.Conn): put the cap on the TLS terminator.
 	MaxConnections int
 	// MetricsAddr, if set, is the address (host:port) where Run serves
 	// /metrics, and nothing else; the Handler then no longer serves it.

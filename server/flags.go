@@ -28,9 +28,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxBufferedBytes, "max-buffered-bytes", d.MaxBufferedBytes, "bound on what may wait for one client; past it the client is disconnected as a slow consumer (env SOCKSTREAM_MAX_BUFFERED_BYTES)")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", d.WriteTimeout, "bound on each write to a client (env SOCKSTREAM_WRITE_TIMEOUT)")
 	fs.IntVar(&c.MaxAttachments, "max-attachments", d.MaxAttachments, "most binary attachments in one packet from a client (env SOCKSTREAM_MAX_ATTACHMENTS)")
+	fs.Int64Var(&c.MaxPendingEventBytes, "max-pending-event-bytes", d.MaxPendingEventBytes, "bound on the events of one client waiting for its handlers, in bytes; past it the client is disconnected (env SOCKSTREAM_MAX_PENDING_EVENT_BYTES)")
 	// 0 stands for MaxPayload, whatever sets it later (a flag after the
 	// environment): the default is not written into the field.
-	fs.Int64Var(&c.MaxPendingEventBytes, "max-pending-event-bytes", d.MaxPendingEventBytes, "bound on the events of one client waiting for its handlers, in bytes; past it the client is disconnected (env SOCKSTREAM_MAX_PENDING_EVENT_BYTES)")
 	fs.Int64Var(&c.MaxAttachmentBytes, "max-attachment-bytes", c.MaxAttachmentBytes, "bound on the total size of one packet's attachments, in bytes; 0: max-payload (env SOCKSTREAM_MAX_ATTACHMENT_BYTES)")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", d.IdleTimeout, "idle keep-alive connections are closed after this (env SOCKSTREAM_IDLE_TIMEOUT)")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", d.ReadTimeout, "bound on reading a request, its body included; not long polls nor WebSockets (env SOCKSTREAM_READ_TIMEOUT)")

@@ -119,9 +119,11 @@
 // Measured by TestIdleMemory (go test -run TestIdleMemory -v
 // ./internal/eio/; 2,000 and 4,000 raw WebSocket clients in a child
 // process, Go 1.26, linux/amd64): one goroutine per session, 2.8 KiB of
-// live heap (Session, Handshake with its header copy, wsConn, net.TCPConn,
-// timer) and 2.0 KiB of stack: 4.8 KiB of heap+stack, 6.6–7.3 KiB of
-// process RSS per session. For comparison, a bare gorilla/websocket
+// live heap (Session, Handshake, wsConn, net.TCPConn, timer) and 2.0 KiB
+// of stack: 4.8 KiB of heap+stack, 6.6–7.3 KiB of process RSS per session
+// (measured before the handshake stopped copying the request's headers and
+// the reader started handing over a grown stack; docs/core.md has the
+// figures of a whole Socket.IO client since). For comparison, a bare gorilla/websocket
 // connection with its reader (no Engine.IO session) costs 11.4 KiB of
 // heap+stack with gorilla's defaults, 3.0 KiB with a 256-byte read buffer
 // and pooled write buffers (TestIdleMemoryGorilla, EIO_IDLE_GORILLA=1).

@@ -12,7 +12,5 @@
 // trip completes), and, in TestMemoryReturns, the heap returns under a
 // bound once the offenders are gone.
 //
-// The package has no API: everything is in its _test.go files. Cases that
-// need Config fields not yet in package server are in pending_test.go,
-// built with -tags hostile_pending.
+// The package has no API: everything is in its _test.go files.
 package hostile
