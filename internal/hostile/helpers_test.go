@@ -261,28 +261,11 @@ func (h *harness) joined(t testing.TB, name string) {
 // series).
 func (h *harness) gauge(t testing.TB, name string) float64 {
 	t.Helper()
-	mfs, err := h.reg.Gather()
-	if err != nil {
-		t.Fatalf("gather metrics: %v", err)
-	}
-	var v float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if g := m.GetGauge(); g != nil {
-				v += g.GetValue()
-			}
-			if c := m.GetCounter(); c != nil {
-				v += c.GetValue()
-			}
-		}
-	}
-	return v
+	return h.labelled(t, name, "", "")
 }
 
-// labelled is the value of the metric name whose label has value.
+// labelled is the value of the metric name whose label has value, summed
+// over its series; with label "" every series counts.
 func (h *harness) labelled(t testing.TB, name, label, value string) float64 {
 	t.Helper()
 	mfs, err := h.reg.Gather()
@@ -295,10 +278,12 @@ func (h *harness) labelled(t testing.TB, name, label, value string) float64 {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
+			match := label == ""
 			for _, l := range m.GetLabel() {
-				if l.GetName() == label && l.GetValue() == value {
-					v += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-				}
+				match = match || l.GetName() == label && l.GetValue() == value
+			}
+			if match {
+				v += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 			}
 		}
 	}
