@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,9 +87,14 @@ func (c *client) OnMessage(data []byte, binary bool) {
 		err error
 	)
 	c.partial += int64(len(data))
-	if binary {
+	switch {
+	case c.srv.cfg.Parser == ParserMsgpack && binary:
+		p, err = c.dec.Msgpack(data)
+	case c.srv.cfg.Parser == ParserMsgpack:
+		err = fmt.Errorf("%w: text message under the msgpack parser", siocodec.ErrInvalid)
+	case binary:
 		p, err = c.dec.Binary(data)
-	} else {
+	default:
 		p, err = c.dec.Text(data)
 	}
 	if err != nil {
@@ -188,11 +194,28 @@ func (c *client) writeConnectError(nsp, message string, data any) {
 
 // write encodes one packet and queues it for the client.
 func (c *client) write(t siocodec.Type, nsp string, id *uint64, data any) error {
-	enc, err := siocodec.Encode(t, nsp, id, data)
+	msgs, err := c.srv.encode(t, nsp, id, data)
 	if err != nil {
 		return err
 	}
-	return c.send(messages(enc))
+	return c.send(msgs)
+}
+
+// encode encodes one packet in the server's parser format (Config.Parser)
+// as the Engine.IO messages that carry it.
+func (s *Server) encode(t siocodec.Type, nsp string, id *uint64, data any) ([]*eio.Message, error) {
+	if s.cfg.Parser == ParserMsgpack {
+		b, err := siocodec.EncodeMsgpack(t, nsp, id, data)
+		if err != nil {
+			return nil, err
+		}
+		return []*eio.Message{eio.BinaryMessage(b)}, nil
+	}
+	enc, err := siocodec.Encode(t, nsp, id, data)
+	if err != nil {
+		return nil, err
+	}
+	return messages(enc), nil
 }
 
 func (c *client) send(msgs []*eio.Message) error {

@@ -135,6 +135,14 @@ type Config struct {
 	// DisableUpgrades stops clients upgrading from polling to WebSocket.
 	DisableUpgrades bool
 
+	// Parser is the Socket.IO packet format every client of the server
+	// speaks: ParserJSON (default, socket.io-parser, the official client's
+	// default) or ParserMsgpack (socket.io-msgpack-parser 3.x, a client
+	// created with `parser: require("socket.io-msgpack-parser")`). The two
+	// do not mix: a client speaking the other one is disconnected at its
+	// first packet.
+	Parser string
+
 	// Recovery configures connection state recovery. Off by default.
 	Recovery RecoveryConfig
 
@@ -213,6 +221,16 @@ func maxConnectionsFor(limit int) int {
 // ErrInvalidConfig is wrapped by every error Validate returns.
 var ErrInvalidConfig = errors.New("invalid config")
 
+// The values of Config.Parser.
+const (
+	// ParserJSON is socket.io-parser's format: a text message per packet,
+	// binary values as attachments.
+	ParserJSON = "json"
+	// ParserMsgpack is socket.io-msgpack-parser 3.x's format: one binary
+	// message per packet, MessagePack-encoded, binary values inline.
+	ParserMsgpack = "msgpack"
+)
+
 // ConfigError names the option that is wrong and why.
 type ConfigError struct {
 	Option string
@@ -252,6 +270,9 @@ func (c Config) withDefaults() Config {
 	}
 	if len(c.Transports) == 0 {
 		c.Transports = []Transport{Polling, WebSocket}
+	}
+	if c.Parser == "" {
+		c.Parser = ParserJSON
 	}
 	if c.MaxBufferedBytes == 0 {
 		c.MaxBufferedBytes = DefaultMaxBufferedBytes
@@ -376,6 +397,9 @@ func (c Config) Validate() error {
 	}
 	if limit := fdLimit(); limit > 0 && c.MaxConnections >= limit {
 		return bad("max-connections", "%d is not below the file-descriptor limit, %d (ulimit -n): over the limit no connection, health probes included, is accepted; raise the limit or lower the cap", c.MaxConnections, limit)
+	}
+	if c.Parser != "" && c.Parser != ParserJSON && c.Parser != ParserMsgpack {
+		return bad("parser", "%q is not one of json, msgpack", c.Parser)
 	}
 	seen := map[Transport]bool{}
 	for _, t := range c.Transports {

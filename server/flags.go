@@ -44,6 +44,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	}
 	fs.Var(transportsFlag{&c.Transports}, "transports", "comma-separated transports: polling,websocket (env SOCKSTREAM_TRANSPORTS)")
 	fs.BoolVar(&c.DisableUpgrades, "disable-upgrades", c.DisableUpgrades, "forbid the upgrade from polling to WebSocket (env SOCKSTREAM_DISABLE_UPGRADES)")
+	fs.StringVar(&c.Parser, "parser", c.Parser, "packet format of the clients: json (socket.io-parser) or msgpack (socket.io-msgpack-parser); empty: json (env SOCKSTREAM_PARSER)")
 	fs.BoolVar(&c.Recovery.Enabled, "recovery", c.Recovery.Enabled, "enable connection state recovery (env SOCKSTREAM_RECOVERY)")
 	fs.DurationVar(&c.Recovery.MaxDisconnection, "recovery-max-disconnection", d.Recovery.MaxDisconnection, "how long a disconnected session is kept (env SOCKSTREAM_RECOVERY_MAX_DISCONNECTION)")
 	fs.BoolVar(&c.Recovery.SkipMiddlewares, "recovery-skip-middlewares", c.Recovery.SkipMiddlewares, "skip the middlewares for a recovered connection (env SOCKSTREAM_RECOVERY_SKIP_MIDDLEWARES)")

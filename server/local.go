@@ -84,12 +84,9 @@ func (l *local) DeliverWithAck(p *adapter.Packet, ids []string, flags adapter.Fl
 	return count
 }
 
+// encode encodes a broadcast once, in the server's parser format.
 func (l *local) encode(p *adapter.Packet) ([]*eio.Message, error) {
-	enc, err := siocodec.Encode(siocodec.Type(p.Type), l.name, p.ID, p.Data)
-	if err != nil {
-		return nil, err
-	}
-	return messages(enc), nil
+	return l.srv.encode(siocodec.Type(p.Type), l.name, p.ID, p.Data)
 }
 
 // Disconnect implements adapter.Namespace.

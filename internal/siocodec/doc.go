@@ -14,4 +14,7 @@
 // stricter on three points: an ack id above 2^53 (which Node rounds to the
 // nearest JavaScript number), a placeholder num that is not an integer, a
 // namespace longer than Limits.MaxNamespaceLength.
+//
+// msgpack.go is the format of socket.io-msgpack-parser 3.x (EncodeMsgpack,
+// Decoder.Msgpack): one MessagePack binary message per packet, binary inline.
 package siocodec

@@ -7,7 +7,7 @@
 // Commands:
 //   {"cmd":"connect","id":"c1","url":"http://127.0.0.1:1234/nsp",
 //    "transports":["websocket"],"auth":{...},"query":{...},"ack":<any>,
-//    "recoverFrom":"c0"}
+//    "recoverFrom":"c0","parser":"msgpack"}
 //      -> {"type":"connect","id":"c1","sid":"...","recovered":false} or
 //         {"type":"connect_error","id":"c1","message":"..."}
 //      An event whose last argument is an ack callback is acknowledged with
@@ -15,6 +15,8 @@
 //      "ackMulti" with ("c1", 2), with "noAck" never.
 //      With "recoverFrom", the new client asks to recover the session of
 //      client c0 (dropped), as c0 reconnecting to another node would.
+//      With "parser":"msgpack", the client uses socket.io-msgpack-parser
+//      (default: socket.io-client's own parser).
 //   {"cmd":"emit","id":"c1","event":"x","args":[...],"seq":5,"withAck":true}
 //      -> with withAck: {"type":"ack","id":"c1","seq":5,"args":[...]}
 //   {"cmd":"drop","id":"c1"}
@@ -52,6 +54,7 @@ function connect(c) {
     reconnection: false,
     forceNew: true,
     autoConnect: false,
+    ...(c.parser === "msgpack" ? { parser: require("socket.io-msgpack-parser") } : {}),
   });
   const from = c.recoverFrom && sockets.get(c.recoverFrom);
   if (from) {
