@@ -12,6 +12,7 @@ const (
 	DefaultHeartbeatInterval = 5 * time.Second
 	DefaultHeartbeatTimeout  = 10 * time.Second
 	DefaultRequestTimeout    = 5 * time.Second
+	DefaultInboundQueueSize  = 1024
 )
 
 // Config configures the cluster adapter (it is not called Options because
@@ -31,6 +32,21 @@ type Config struct {
 	// Timeout) and serverSideEmit-with-ack requests, and the wait for pending
 	// publications at Close. Default 5s, as Node.
 	RequestTimeout time.Duration
+
+	// InboundQueueSize bounds, per namespace adapter, the messages from
+	// other nodes waiting to be applied to local sockets (broadcasts,
+	// socketsJoin/Leave, disconnectSockets, fetchSockets), counting the
+	// one being applied. When it is reached, the transport's handler waits
+	// for room before queueing a message it read from the stream, which
+	// stops the stream reader: a node that cannot keep up leaves its
+	// backlog in Redis, where the transport's lag metrics show it (and, if
+	// MAXLEN trimming overtakes the reader, counts what was lost), instead
+	// of piling it up in memory. Messages that came over pub/sub (requests:
+	// fetchSockets, broadcasts with acks) never wait: they may use as much
+	// room again, beyond which they are dropped, counted by
+	// sockstream_adapter_inbound_dropped_total and logged. Default
+	// DefaultInboundQueueSize (1,024 messages).
+	InboundQueueSize int
 
 	// Logger receives warnings (malformed peer messages, publish errors) and
 	// debug lines. Default slog.Default().
@@ -64,6 +80,12 @@ func (o Config) withDefaults() (Config, error) {
 	}
 	if o.RequestTimeout < 0 {
 		return o, &ConfigError{Field: "RequestTimeout", Reason: "must not be negative"}
+	}
+	if o.InboundQueueSize < 0 {
+		return o, &ConfigError{Field: "InboundQueueSize", Reason: "must not be negative"}
+	}
+	if o.InboundQueueSize == 0 {
+		o.InboundQueueSize = DefaultInboundQueueSize
 	}
 	if o.HeartbeatInterval == 0 {
 		o.HeartbeatInterval = DefaultHeartbeatInterval

@@ -6,3 +6,7 @@ func SetHandoverMaxHeld(a *NamespaceAdapter, n int) {
 	a.sessions.maxHeld = n
 	a.sessions.mu.Unlock()
 }
+
+// InboundHeld returns the messages queued on a's inbound queue plus the
+// one being applied.
+func InboundHeld(a *NamespaceAdapter) int { return a.inbound.held() }

@@ -9,7 +9,8 @@ import (
 // onMessage is the Transport handler (called on the transport's reader
 // goroutine). It validates the message, keeps the peer table and the
 // requests up to date, and queues the rest for the inbound workers, so it
-// never blocks on the Socket.IO layer.
+// never calls the Socket.IO layer. It blocks only to apply backpressure:
+// see queueInbound.
 func (a *NamespaceAdapter) onMessage(msg *Message) {
 	if msg == nil {
 		a.malformed(nil, "nil_message")
@@ -35,7 +36,7 @@ func (a *NamespaceAdapter) onMessage(msg *Message) {
 	case AdapterClose:
 		a.peerGone(msg.UID, "close")
 	case Broadcast, SocketsJoin, SocketsLeave, DisconnectSockets, FetchSockets:
-		a.inbound.push(msg)
+		a.queueInbound(msg)
 	case ServerSideEmit:
 		a.sse.push(msg)
 	case FetchSocketsResponse, ServerSideEmitResponse, BroadcastClientCount, BroadcastAck:
@@ -124,14 +125,49 @@ func (a *NamespaceAdapter) malformed(msg *Message, reason string) {
 
 func typeName(v any) string { return fmt.Sprintf("%T", v) }
 
+// queueInbound queues msg for inboundLoop, within Config.InboundQueueSize
+// (the messages queued plus the one being applied), per route:
+//
+//   - A message read from the stream (durable: it has an offset and is not
+//     ephemeral: broadcasts without ack, socketsJoin/Leave,
+//     disconnectSockets) waits for room, blocking the transport's handler
+//     and so its stream reader: a node whose sockets cannot take the
+//     traffic leaves the backlog in the stream, where the transport's lag
+//     metrics see it, instead of in memory. The wait ends when the adapter
+//     closes (the message is then dropped with everything still queued).
+//   - A message that came over pub/sub (fetchSockets, broadcasts with
+//     acks) never waits, so that the transport's pub/sub handling
+//     (heartbeats, responses) is never held behind a slow namespace: it
+//     may use as much room again beyond the bound, past which it is
+//     dropped, counted and logged (its sender's request then times out
+//     with this node's answer missing).
+func (a *NamespaceAdapter) queueInbound(msg *Message) {
+	limit := a.opts.InboundQueueSize
+	if msg.Offset != "" && !msg.Ephemeral() {
+		a.inbound.pushWait(a.ctx, msg, limit)
+		return
+	}
+	if a.inbound.pushUnder(msg, 2*limit) {
+		return
+	}
+	if a.ctx.Err() != nil {
+		return // closing: nothing is applied any more
+	}
+	a.m.inboundDropped.WithLabelValues(msg.Type.String()).Inc()
+	a.warnLimited("inbound queue full: dropping a request from a peer", "type", msg.Type.String(), "from", msg.UID,
+		"queued", a.inbound.held(), "limit", 2*limit)
+}
+
 // inboundLoop applies, in order, the messages that act on local sockets.
 func (a *NamespaceAdapter) inboundLoop() { a.drain(a.inbound, a.apply) }
 
 // drain hands every message queued on q to handle, in order, until the
-// adapter closes.
+// adapter closes; it then discards what is left. Each message stays
+// counted against q's bound until handled.
 func (a *NamespaceAdapter) drain(q *fifo[*Message], handle func(*Message)) {
+	defer q.discard()
 	for {
-		msgs := q.take(0)
+		msgs := q.takeHeld(0)
 		if len(msgs) == 0 {
 			select {
 			case <-q.signal:
@@ -140,11 +176,13 @@ func (a *NamespaceAdapter) drain(q *fifo[*Message], handle func(*Message)) {
 				return
 			}
 		}
-		for _, msg := range msgs {
+		for i, msg := range msgs {
 			if a.ctx.Err() != nil {
 				return
 			}
 			handle(msg)
+			msgs[i] = nil
+			q.release()
 		}
 	}
 }

@@ -37,6 +37,7 @@ type metrics struct {
 	publishErrors    *prometheus.CounterVec // type
 	volatileDropped  prometheus.Counter
 	responsesDropped prometheus.Counter
+	inboundDropped   *prometheus.CounterVec // type
 	peers            *peerCollector
 }
 
@@ -83,6 +84,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "sockstream_adapter_late_responses_total",
 			Help: "Responses received for requests that had already completed or timed out.",
 		}),
+		inboundDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sockstream_adapter_inbound_dropped_total",
+			Help: "Requests received over pub/sub (fetch_sockets, broadcasts with acks) dropped because the namespace's inbound queue was full.",
+		}, []string{"type"}),
 		peers: newPeerCollector(),
 	}
 	if reg == nil {
@@ -117,6 +122,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	if m.responsesDropped, err = register(reg, m.responsesDropped); err != nil {
+		return nil, err
+	}
+	if m.inboundDropped, err = register(reg, m.inboundDropped); err != nil {
 		return nil, err
 	}
 	if m.peers, err = register(reg, m.peers); err != nil {

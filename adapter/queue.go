@@ -1,26 +1,93 @@
 package adapter
 
-import "sync"
+import (
+	"context"
+	"sync"
+)
 
-// fifo is an unbounded FIFO queue with a wake-up signal for one consumer.
-// Producers never block: the transport's reader goroutine and the Socket.IO
-// layer's goroutines push into it.
+// fifo is a FIFO queue with a wake-up signal for one consumer.
+//
+// push never blocks and applies no bound (the outbound and server-side
+// event queues use it). The inbound queue is bounded with pushWait and
+// pushUnder, which count the items held: queued, or taken by the consumer
+// with takeHeld and not yet released.
 type fifo[T any] struct {
 	mu     sync.Mutex
 	items  []T
-	signal chan struct{}
+	busy   int           // taken by takeHeld, not yet released
+	closed bool          // discarded: pushWait and pushUnder refuse
+	signal chan struct{} // something was queued
+	room   chan struct{} // an item was released
 }
 
 func newFifo[T any]() *fifo[T] {
-	return &fifo[T]{signal: make(chan struct{}, 1)}
+	return &fifo[T]{signal: make(chan struct{}, 1), room: make(chan struct{}, 1)}
 }
 
 func (q *fifo[T]) push(v T) {
 	q.mu.Lock()
 	q.items = append(q.items, v)
 	q.mu.Unlock()
+	q.wake()
+}
+
+func (q *fifo[T]) wake() {
 	select {
 	case q.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (q *fifo[T]) heldLocked() int { return len(q.items) + q.busy }
+
+// pushUnder queues v if fewer than limit items are held, and reports
+// whether it did. It never blocks.
+func (q *fifo[T]) pushUnder(v T, limit int) bool {
+	q.mu.Lock()
+	if q.closed || q.heldLocked() >= limit {
+		q.mu.Unlock()
+		return false
+	}
+	q.items = append(q.items, v)
+	q.mu.Unlock()
+	q.wake()
+	return true
+}
+
+// pushWait queues v once fewer than limit items are held, waiting for the
+// consumer to release some meanwhile. It returns false, v not queued, if
+// ctx ends first or the queue was discarded. Several producers may wait at
+// once.
+func (q *fifo[T]) pushWait(ctx context.Context, v T, limit int) bool {
+	for {
+		q.mu.Lock()
+		if q.closed {
+			q.mu.Unlock()
+			return false
+		}
+		if q.heldLocked() < limit {
+			q.items = append(q.items, v)
+			more := q.heldLocked() < limit
+			q.mu.Unlock()
+			q.wake()
+			if more {
+				// Pass on a wake-up another waiter may need.
+				q.roomSignal()
+			}
+			return true
+		}
+		q.mu.Unlock()
+		select {
+		case <-q.room:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+func (q *fifo[T]) roomSignal() {
+	select {
+	case q.room <- struct{}{}:
 	default:
 	}
 }
@@ -29,6 +96,36 @@ func (q *fifo[T]) push(v T) {
 func (q *fifo[T]) take(max int) []T {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	return q.takeLocked(max)
+}
+
+// takeHeld is take, the items staying held (counted against the limit of
+// pushWait and pushUnder) until released.
+func (q *fifo[T]) takeHeld(max int) []T {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := q.takeLocked(max)
+	q.busy += len(out)
+	return out
+}
+
+// release ends the holding of one item taken with takeHeld.
+func (q *fifo[T]) release() {
+	q.mu.Lock()
+	q.busy--
+	q.mu.Unlock()
+	q.roomSignal()
+}
+
+// discard empties the queue for good (pushWait and pushUnder refuse from
+// then on) and forgets the held items.
+func (q *fifo[T]) discard() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.items, q.busy, q.closed = nil, 0, true
+}
+
+func (q *fifo[T]) takeLocked(max int) []T {
 	n := len(q.items)
 	if n == 0 {
 		return nil
@@ -52,4 +149,11 @@ func (q *fifo[T]) len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return len(q.items)
+}
+
+// held returns the number of items queued or taken and not released.
+func (q *fifo[T]) held() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.heldLocked()
 }

@@ -44,8 +44,13 @@ type Transport interface {
 
 	// Subscribe delivers to h every message for nsp published by other nodes,
 	// and every response addressed to uid, in publication order per stream.
-	// h is called from the transport's reader goroutine and must not block for
-	// long. The returned function unsubscribes.
+	// h may be called from two of the transport's goroutines at once (stream
+	// and pub/sub), so it must be safe for concurrent use. It may block on a
+	// message read from the stream (durable: it has an Offset and is not
+	// Ephemeral) to apply backpressure, which the transport passes on to its
+	// stream reader; it must not block on any other message. Close the
+	// adapters before the transport: the transport's Close waits for a
+	// handler that is blocked. The returned function unsubscribes.
 	Subscribe(ctx context.Context, nsp, uid string, h Handler) (unsubscribe func(), err error)
 
 	// ServerCount returns the number of nodes serving nsp, this one included.

@@ -188,8 +188,16 @@ func (r *reader) run() {
 	bo.reset()
 	resumed := false
 	for {
-		if err := t.dispatch.waitRoom(ctx); err != nil {
+		// Backpressure: while the handlers are behind, stop reading and
+		// leave the backlog in the stream.
+		waited, err := t.dispatch.waitRoom(ctx)
+		if err != nil {
 			return
+		}
+		if waited {
+			// Held back: see whether MAXLEN trimmed entries meanwhile,
+			// before reading past the gap.
+			resumed = true
 		}
 		if resumed {
 			// Back after a failure: did MAXLEN trim what we missed?

@@ -120,7 +120,8 @@ func (s *subscription) markReady() {
 }
 
 // onPubSub runs on the goroutine of receiveLoop; it must not block for long,
-// so it only queues for the dispatcher.
+// so it only queues for the dispatcher, on its pub/sub lane (which stream
+// backpressure never holds up, see dispatcher).
 func (s *subscription) onPubSub(m rueidis.PubSubMessage) {
 	t := s.t
 	t.metrics.pubsubReceived.Inc()
@@ -136,5 +137,5 @@ func (s *subscription) onPubSub(m rueidis.PubSubMessage) {
 		t.malformed("pubsub", "", decodeErr(ErrBadPayload, fmt.Errorf("namespace %q on the channel of %q", msg.Nsp, s.nsp)), slog.String("channel", m.Channel))
 		return
 	}
-	t.dispatch.push(delivery{sub: s, msg: msg})
+	t.dispatch.pushPubSub(delivery{sub: s, msg: msg})
 }
