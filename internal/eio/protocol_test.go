@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1132,5 +1133,57 @@ func TestCloseDuringAcceptWebSocket(t *testing.T) {
 	}
 	if reason := <-closed; reason != ReasonForcedClose {
 		t.Errorf("reason %q", reason)
+	}
+}
+
+// TestSecondWebSocketWhileFirstOpens: a client that opens a second
+// WebSocket with the same sid the moment its first one is accepted (the
+// engine.io-protocol suite's "ignores WebSocket connection with same sid
+// after upgrade") gets the second closed and keeps the first: the probe slot
+// is taken before the first one's 101 is written. The write hook holds that
+// 101 while the second one arrives.
+func TestSecondWebSocketWhileFirstOpens(t *testing.T) {
+	h := newHarness(t, Options{}, true)
+	sid := h.openPolling()
+	rec := h.next()
+	var armed atomic.Bool
+	held, release := make(chan struct{}), make(chan struct{})
+	setWriteHook(t, func(int) {
+		if armed.CompareAndSwap(true, false) {
+			close(held)
+			<-release
+		}
+	})
+	var once sync.Once
+	unhold := func() { once.Do(func() { close(release) }) }
+	defer unhold() // a failure below must not leave the 101 held
+	armed.Store(true)
+	type dialed struct {
+		c   *websocket.Conn
+		err error
+	}
+	first := make(chan dialed, 1)
+	go func() { // not h.dial: it may not fail the test from this goroutine
+		c, _, err := websocket.DefaultDialer.Dial(h.wsURL("EIO=4&transport=websocket&sid="+sid), nil)
+		first <- dialed{c, err}
+	}()
+	<-held // the first WebSocket is accepted, its 101 not yet written
+	second := h.dial("EIO=4&transport=websocket&sid=" + sid)
+	readClose(t, second)
+	unhold()
+	d := <-first
+	if d.err != nil {
+		t.Fatalf("the first WebSocket: %v", d.err)
+	}
+	c := d.c
+	defer c.Close()
+	send(t, c, "2probe")
+	if got := readText(t, c); got != "3probe" {
+		t.Fatalf("probe answer %q", got)
+	}
+	send(t, c, "5")
+	_ = rec.s.Send(TextMessage([]byte("after")))
+	if got := readText(t, c); got != "4after" {
+		t.Errorf("first message after the switch %q", got)
 	}
 }

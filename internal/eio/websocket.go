@@ -142,13 +142,23 @@ func (srv *Server) handshakeWebSocket(w http.ResponseWriter, r *http.Request, q 
 // upgradeSession accepts a WebSocket for the polling session s: the upgrade
 // begins (probe, then "5").
 func (srv *Server) upgradeSession(w http.ResponseWriter, r *http.Request, s *Session) {
-	s.mu.Lock()
-	ok := !s.ended && s.transport == Polling && s.probe == nil && !srv.opts.DisableUpgrades
-	s.mu.Unlock()
 	c, resp := srv.acceptWebSocket(w, r)
 	if c == nil {
 		return
 	}
+	// The probe slot is taken before the 101 is written: a client that
+	// opens a second WebSocket with the same sid as soon as it sees this one
+	// open (the engine.io-protocol suite does) must find it taken, not race
+	// this one for it.
+	s.mu.Lock()
+	ok := !s.ended && s.transport == Polling && s.probe == nil && !srv.opts.DisableUpgrades
+	if ok {
+		s.probe = c
+		s.upDue = time.Now().Add(srv.opts.UpgradeTimeout)
+		s.rearmLocked()
+		srv.track.add() // the reader's, started below
+	}
+	s.mu.Unlock()
 	if !ok {
 		// Node accepts such a WebSocket (its session is already upgrading
 		// or upgraded) and closes it.
@@ -160,20 +170,15 @@ func (srv *Server) upgradeSession(w http.ResponseWriter, r *http.Request, s *Ses
 		(*hook)(len(resp))
 	}
 	if _, err := c.conn.Write(resp); err != nil {
-		_ = c.conn.Close()
-		return
-	}
-	s.mu.Lock()
-	if s.ended || s.transport != Polling || s.probe != nil {
+		s.mu.Lock()
+		if s.probe == c {
+			s.abandonUpgradeLocked()
+		}
 		s.mu.Unlock()
 		_ = c.conn.Close()
+		srv.track.done()
 		return
 	}
-	s.probe = c
-	s.upDue = time.Now().Add(srv.opts.UpgradeTimeout)
-	s.rearmLocked()
-	srv.track.add()
-	s.mu.Unlock()
 	go c.runReader(s)
 }
 
