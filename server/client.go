@@ -134,7 +134,7 @@ func (c *client) OnMessage(data []byte, binary bool) {
 	case siocodec.Ack:
 		sock.onAck(p)
 	case siocodec.Disconnect:
-		sock.onclose("client namespace disconnect", false)
+		sock.onclose("client namespace disconnect")
 	default: // CONNECT_ERROR comes from servers only
 		c.srv.log.Info("closing a connection: unexpected packet", "sid", c.sess.ID(), "type", p.Type.String())
 		c.sess.Close()
@@ -150,7 +150,7 @@ func (c *client) OnClose(reason string) {
 	socks := c.socketsLocked()
 	c.mu.Unlock()
 	for _, s := range socks {
-		s.onclose(reason, false)
+		s.onclose(reason)
 	}
 }
 
@@ -286,7 +286,7 @@ func (c *client) closeWith(reason string) {
 	socks := c.socketsLocked()
 	c.mu.Unlock()
 	for _, s := range socks {
-		s.onclose(reason, false)
+		s.onclose(reason)
 	}
 	c.sess.Close()
 }

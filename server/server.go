@@ -366,7 +366,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 	// reconnect, to another node in a cluster.
 	for _, n := range s.namespaces() {
 		for _, sock := range n.connectedSockets() {
-			sock.onclose("server shutting down", false)
+			sock.onclose("server shutting down")
 		}
 	}
 	// A client reconnects the moment its connection closes, maybe to

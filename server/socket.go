@@ -44,7 +44,6 @@ type Socket struct {
 	queue handlerQueue
 
 	connected atomic.Bool
-	closeOnce sync.Once
 
 	mu   sync.Mutex
 	data any
@@ -197,55 +196,53 @@ func (s *Socket) dropAck(id uint64) {
 // and its namespace, its session is kept for recovery when the reason
 // allows it, and its disconnect handlers are queued behind its pending
 // event handlers.
-func (s *Socket) onclose(reason string, _ bool) {
+func (s *Socket) onclose(reason string) {
 	if !s.connected.CompareAndSwap(true, false) {
 		return
 	}
-	s.closeOnce.Do(func() {
-		n := s.nsp
-		if n.srv.cfg.Recovery.Enabled && recoverable[reason] {
-			s.mu.Lock()
-			data := s.data
-			s.mu.Unlock()
-			n.adapter.PersistSession(adapter.PersistedSession{
-				Nsp:   n.name,
-				SID:   s.id,
-				PID:   s.pid,
-				Rooms: n.adapter.SocketRooms(s.id),
-				Data:  data,
-				TTL:   n.srv.cfg.Recovery.MaxDisconnection,
-			})
-		}
-		n.adapter.DelAll(s.id)
-		n.mu.Lock()
-		if n.sockets[s.id] == s {
-			delete(n.sockets, s.id)
-		}
-		n.mu.Unlock()
-		s.client.unregister(s)
+	n := s.nsp
+	if n.srv.cfg.Recovery.Enabled && recoverable[reason] {
 		s.mu.Lock()
-		acks := s.acks
-		s.acks = nil
+		data := s.data
 		s.mu.Unlock()
-		for _, a := range acks {
-			if a.timer != nil {
-				a.timer.Stop()
-			}
-		}
-		n.srv.metrics.socketDisconnected(n.name, reason)
-		// Cancelled now, not after the disconnect handlers: a handler
-		// ahead of them in the queue may wait on it (EmitWithAck).
-		s.cancelContext()
-		n.srv.busy.add()
-		s.queue.push(func() {
-			defer n.srv.busy.done()
-			s.mu.Lock()
-			hs := s.onDisconnect
-			s.mu.Unlock()
-			for _, h := range hs {
-				h(reason)
-			}
+		n.adapter.PersistSession(adapter.PersistedSession{
+			Nsp:   n.name,
+			SID:   s.id,
+			PID:   s.pid,
+			Rooms: n.adapter.SocketRooms(s.id),
+			Data:  data,
+			TTL:   n.srv.cfg.Recovery.MaxDisconnection,
 		})
+	}
+	n.adapter.DelAll(s.id)
+	n.mu.Lock()
+	if n.sockets[s.id] == s {
+		delete(n.sockets, s.id)
+	}
+	n.mu.Unlock()
+	s.client.unregister(s)
+	s.mu.Lock()
+	acks := s.acks
+	s.acks = nil
+	s.mu.Unlock()
+	for _, a := range acks {
+		if a.timer != nil {
+			a.timer.Stop()
+		}
+	}
+	n.srv.metrics.socketDisconnected(n.name, reason)
+	// Cancelled now, not after the disconnect handlers: a handler
+	// ahead of them in the queue may wait on it (EmitWithAck).
+	s.cancelContext()
+	n.srv.busy.add()
+	s.queue.push(func() {
+		defer n.srv.busy.done()
+		s.mu.Lock()
+		hs := s.onDisconnect
+		s.mu.Unlock()
+		for _, h := range hs {
+			h(reason)
+		}
 	})
 }
 
@@ -270,7 +267,7 @@ func (s *Socket) disconnect(tell bool) {
 	if tell {
 		_ = s.client.write(siocodec.Disconnect, s.nsp.name, nil, nil)
 	}
-	s.onclose("server namespace disconnect", false)
+	s.onclose("server namespace disconnect")
 }
 
 // ID is the socket's public id, unique in the cluster.
