@@ -218,7 +218,7 @@ func (a *NamespaceAdapter) push(it *outItem) bool {
 		return true
 	}
 	a.outMu.RUnlock()
-	a.runLocal(it, "")
+	a.runLocalNow(it)
 	return false
 }
 
@@ -290,8 +290,9 @@ func (a *NamespaceAdapter) process(items []*outItem) {
 				j++
 				a.published(it, err)
 			}
-			a.finish(it, offset)
+			a.runLocal(it, offset)
 		}
+		a.finish(items)
 		return
 	}
 	for _, it := range items {
@@ -301,17 +302,27 @@ func (a *NamespaceAdapter) process(items []*outItem) {
 			offset, err = a.transport.Publish(a.pubCtx, it.msg)
 			a.published(it, err)
 		}
-		a.finish(it, offset)
+		a.runLocal(it, offset)
+	}
+	a.finish(items)
+}
+
+// finish starts the writes of the local parts of items (one write per
+// connection for the whole batch: Namespace.Flush), then answers their
+// callers, if they wait.
+func (a *NamespaceAdapter) finish(items []*outItem) {
+	a.nsp.Flush()
+	for _, it := range items {
+		if it.done != nil {
+			it.done <- it.err
+		}
 	}
 }
 
-// finish applies the local part of it and answers its caller, if one
-// waits.
-func (a *NamespaceAdapter) finish(it *outItem, offset string) {
-	a.runLocal(it, offset)
-	if it.done != nil {
-		it.done <- it.err
-	}
+// runLocalNow applies the local part of it alone, now, and flushes.
+func (a *NamespaceAdapter) runLocalNow(it *outItem) {
+	a.runLocal(it, "")
+	a.nsp.Flush()
 }
 
 func (a *NamespaceAdapter) runLocal(it *outItem, offset string) {
@@ -430,7 +441,7 @@ func (a *NamespaceAdapter) Broadcast(p *Packet, opts Options) error {
 	}
 	if opts.Flags.Volatile {
 		if a.isClosing() {
-			a.runLocal(it, "")
+			a.runLocalNow(it)
 			return ErrClosed
 		}
 		if a.transport.Ready() {
@@ -514,7 +525,7 @@ func (a *NamespaceAdapter) BroadcastWithAck(p *Packet, opts Options, clientCount
 		return a.pushOp(it, false)
 	}
 	if a.isClosing() {
-		a.runLocal(it, "")
+		a.runLocalNow(it)
 		return ErrClosed
 	}
 	timeout := a.opts.RequestTimeout
@@ -570,7 +581,7 @@ func (a *NamespaceAdapter) pushCluster(it *outItem, opts Options, msg func() *Me
 		return a.pushOp(it, false)
 	}
 	if a.isClosing() {
-		a.runLocal(it, "")
+		a.runLocalNow(it)
 		return ErrClosed
 	}
 	it.msg = msg()

@@ -33,14 +33,16 @@ type Namespace interface {
 	// Name is the namespace's name, such as "/" or "/chat".
 	Name() string
 
-	// Deliver writes p to the local sockets ids (encoding it once for all
-	// of them). A socket that has gone is skipped. p.Nsp is the
-	// namespace's name; p must not be modified, nor kept after the call
-	// (the adapter may deliver the same p again, to a recovered socket).
+	// Deliver queues p for the local sockets ids (encoding it once for all
+	// of them); the writes may wait for the next Flush. A socket that has
+	// gone is skipped. p.Nsp is the namespace's name; p must not be
+	// modified, nor kept after the call (the adapter may deliver the same
+	// p again, to a recovered socket).
 	Deliver(p *Packet, ids []string, flags Flags)
 
-	// DeliverWithAck writes p to the local sockets ids, each expecting an
-	// acknowledgement under p.ID, and returns how many it was written to.
+	// DeliverWithAck queues p for the local sockets ids, as Deliver does,
+	// each expecting an acknowledgement under p.ID, and returns how many it
+	// was queued for.
 	// When p.ID is nil (a broadcast with acks relayed from another node:
 	// ack ids are per node), DeliverWithAck first sets it to a fresh ack
 	// id of the namespace, as Node's adapter takes nsp._ids++; p is the
@@ -48,6 +50,15 @@ type Namespace interface {
 	// its arguments, on any goroutine; a timeout, if flags.TimeoutMs is
 	// set, drops the pending acknowledgements after that long.
 	DeliverWithAck(p *Packet, ids []string, flags Flags, ack func(args []any)) int
+
+	// Flush starts the writes that Deliver and DeliverWithAck queued: a
+	// connection that got several packets since the last Flush gets them
+	// in one write. The adapter calls it once it has delivered what it
+	// had at hand (a batch taken from one of its queues, one operation
+	// otherwise), before it answers the callers of those operations; a
+	// delivery is never left without a Flush after it. Safe to call at any
+	// time from any goroutine.
+	Flush()
 
 	// Disconnect disconnects the local sockets ids from the namespace;
 	// with closeConn their whole connections are closed.

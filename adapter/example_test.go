@@ -30,6 +30,7 @@ func (n *exampleNamespace) Disconnect([]string, bool)              {}
 func (n *exampleNamespace) Describe([]string) []adapter.SocketInfo { return nil }
 func (n *exampleNamespace) ServerSideEmit([]any, func([]any))      {}
 func (n *exampleNamespace) CloseConn(string)                       {}
+func (n *exampleNamespace) Flush()                                 {}
 
 // Two nodes sharing one in-process transport hub form a cluster; with
 // package cluster's Transport in place of the hub, they would share a

@@ -71,7 +71,8 @@ type testNS struct {
 
 	mu           sync.Mutex
 	socks        map[string]*tsock
-	got          []delivery
+	held         []delivery // delivered, not yet flushed
+	got          []delivery // flushed: what the sockets were written
 	disconnected []string
 	closedConns  []string
 	sse          []sseCall
@@ -104,7 +105,9 @@ func (n *testNS) record(p *adapter.Packet, ids []string, flags adapter.Flags, wi
 			v := *p.ID
 			d.PacketID = &v
 		}
-		n.got = append(n.got, d)
+		// Held until Flush, as the Socket.IO layer holds the writes: a
+		// delivery the adapter never flushes is never seen by the tests.
+		n.held = append(n.held, d)
 		written = append(written, id)
 	}
 	return written
@@ -140,6 +143,13 @@ func (n *testNS) DeliverWithAck(p *adapter.Packet, ids []string, flags adapter.F
 		}
 	}
 	return len(written)
+}
+
+func (n *testNS) Flush() {
+	n.mu.Lock()
+	n.got = append(n.got, n.held...)
+	n.held = nil
+	n.mu.Unlock()
 }
 
 func (n *testNS) Disconnect(ids []string, closeConn bool) {

@@ -159,13 +159,20 @@ func (a *NamespaceAdapter) queueInbound(msg *Message) {
 }
 
 // inboundLoop applies, in order, the messages that act on local sockets.
-func (a *NamespaceAdapter) inboundLoop() { a.drain(a.inbound, a.apply) }
+// The broadcasts of one take are written together (Namespace.Flush after
+// them): a node with a backlog writes each connection once per take, not
+// once per broadcast.
+func (a *NamespaceAdapter) inboundLoop() { a.drain(a.inbound, a.apply, a.nsp.Flush) }
 
 // drain hands every message queued on q to handle, in order, until the
 // adapter closes; it then discards what is left. Each message stays
-// counted against q's bound until handled.
-func (a *NamespaceAdapter) drain(q *fifo[*Message], handle func(*Message)) {
+// counted against q's bound until handled. after, if not nil, runs after
+// each take's messages are handled.
+func (a *NamespaceAdapter) drain(q *fifo[*Message], handle func(*Message), after func()) {
 	defer q.discard()
+	if after != nil {
+		defer after() // what was handled before the adapter closed
+	}
 	for {
 		msgs := q.takeHeld(0)
 		if len(msgs) == 0 {
@@ -183,6 +190,9 @@ func (a *NamespaceAdapter) drain(q *fifo[*Message], handle func(*Message)) {
 			handle(msg)
 			msgs[i] = nil
 			q.release()
+		}
+		if after != nil {
+			after()
 		}
 	}
 }
@@ -227,7 +237,7 @@ func (a *NamespaceAdapter) apply(msg *Message) {
 // sseLoop hands the other nodes' server-side events to the namespace, in
 // order, on a goroutine of its own: a slow Namespace.ServerSideEmit delays
 // other server-side events, not broadcasts.
-func (a *NamespaceAdapter) sseLoop() { a.drain(a.sse, a.serverSideEmit) }
+func (a *NamespaceAdapter) sseLoop() { a.drain(a.sse, a.serverSideEmit, nil) }
 
 func (a *NamespaceAdapter) serverSideEmit(msg *Message) {
 	defer a.recoverPanic("server-side emit")

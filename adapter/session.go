@@ -416,6 +416,7 @@ func (a *NamespaceAdapter) SessionResumed(id string) {
 	for _, hp := range send {
 		a.nsp.Deliver(hp.p, ids, hp.opts.Flags)
 	}
+	a.nsp.Flush()
 }
 
 // endHandover ends the handover of socket id, if any (DelAll).

@@ -125,3 +125,4 @@ func (n *localNS) Disconnect([]string, bool)              {}
 func (n *localNS) Describe([]string) []adapter.SocketInfo { return nil }
 func (n *localNS) ServerSideEmit([]any, func([]any))      {}
 func (n *localNS) CloseConn(string)                       {}
+func (n *localNS) Flush()                                 {}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"maps"
 	"net"
 	"strings"
@@ -30,7 +31,7 @@ func (l *local) Name() string { return l.name }
 
 // Deliver implements adapter.Namespace: the packet is encoded once, and
 // the same Engine.IO messages (whose frames are built once too) are queued
-// for every socket.
+// for every socket, their writes held until Flush.
 func (l *local) Deliver(p *adapter.Packet, ids []string, flags adapter.Flags) {
 	if len(ids) == 0 {
 		return
@@ -42,7 +43,7 @@ func (l *local) Deliver(p *adapter.Packet, ids []string, flags adapter.Flags) {
 	}
 	for _, id := range ids {
 		if s := l.ns().socket(id); s != nil {
-			_ = s.client.send(msgs)
+			_ = s.client.sendBatched(&l.batch, msgs)
 		}
 	}
 }
@@ -75,13 +76,27 @@ func (l *local) DeliverWithAck(p *adapter.Packet, ids []string, flags adapter.Fl
 			continue
 		}
 		s.addAck(*p.ID, ack, timeout)
-		if s.client.send(msgs) == nil {
+		if s.client.sendBatched(&l.batch, msgs) == nil {
 			count++
 		} else {
 			s.dropAck(*p.ID)
 		}
 	}
 	return count
+}
+
+// Flush implements adapter.Namespace: the writes Deliver and
+// DeliverWithAck held start, one per connection however many packets it
+// got since the last Flush.
+func (l *local) Flush() { l.batch.Flush() }
+
+// sendBatched is client.send through b (eio.Batch).
+func (c *client) sendBatched(b *eio.Batch, msgs []*eio.Message) error {
+	err := c.sess.SendBatched(b, msgs...)
+	if err != nil && !errors.Is(err, eio.ErrClosed) && !errors.Is(err, eio.ErrSlowConsumer) {
+		c.srv.log.Warn("write to a client failed", "sid", c.sess.ID(), "err", err)
+	}
+	return err
 }
 
 // encode encodes a broadcast once, in the server's parser format.

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/sockstream/sockstream/adapter"
+	"github.com/sockstream/sockstream/internal/eio"
 )
 
 // Namespace is a Socket.IO namespace: a channel with its own handlers,
@@ -34,6 +35,9 @@ type Namespace struct {
 	children    []*Namespace // of a dynamic parent
 
 	ackIDs atomic.Uint64 // ack ids of emits and broadcasts with acks
+	// batch holds the writes of the adapter's deliveries until its Flush
+	// (local.go).
+	batch eio.Batch
 	// sse runs the server-side emit handlers, in order, off the adapter's
 	// goroutines.
 	sse handlerQueue

@@ -98,6 +98,7 @@ type Session struct {
 	// close packet, or until closeDue.
 	lingering bool
 	flushing  bool // WebSocket: a flusher goroutine owns the write side
+	batched   bool // held by a Batch: its Flush kicks the writer
 	wsClosed  bool // WebSocket: a close frame is queued or written: nothing more is queued
 	posting   bool // polling: a POST is being handled
 	probed    bool // upgrade: "2probe" answered: upgrading
@@ -152,7 +153,10 @@ func (s *Session) Closed() <-chan struct{} {
 // network. It returns ErrClosed if the session is gone, ErrSlowConsumer if
 // msgs would pass Options.MaxBufferedBytes (the session is then closing
 // with reason "slow consumer" and msgs are not sent).
-func (s *Session) Send(msgs ...*Message) error {
+func (s *Session) Send(msgs ...*Message) error { return s.send(nil, msgs) }
+
+// send is Send, deferring the write to b.Flush when b is not nil.
+func (s *Session) send(b *Batch, msgs []*Message) error {
 	n := 0
 	for _, m := range msgs {
 		n += m.size()
@@ -174,7 +178,11 @@ func (s *Session) Send(msgs ...*Message) error {
 	}
 	s.queue = append(s.queue, msgs...)
 	s.queued += n
-	s.kickLocked()
+	if b != nil && !s.flushing {
+		b.holdLocked(s)
+	} else {
+		s.kickLocked()
+	}
 	s.mu.Unlock()
 	s.srv.opts.Metrics.addOut(len(msgs), n)
 	return nil

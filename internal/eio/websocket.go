@@ -27,6 +27,11 @@ type wsConn struct {
 	buf  [128]byte
 	r, w int // buf[r:w] is unread
 
+	// The write deadline set last (Unix ns), owned by whoever writes:
+	// the flusher keeps it at least WriteTimeout ahead without setting it
+	// for every flush (setting one reprograms a runtime timer).
+	wdl int64
+
 	// Guarded by the session's mu: the close handshake.
 	closeSent  bool // our close frame is written
 	readerGone bool // the reader returned without closing conn
@@ -75,7 +80,7 @@ func (srv *Server) acceptWebSocket(w http.ResponseWriter, r *http.Request) (*wsC
 // rawAbort answers a hijacked upgrade request as Node's abortUpgrade does,
 // and closes the connection.
 func rawAbort(c *wsConn, message string) {
-	_ = c.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	c.setWriteDeadline(time.Second)
 	_, _ = c.conn.Write([]byte("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-type: text/html\r\nContent-Length: " +
 		itoa(len(message)) + "\r\n\r\n" + message))
 	_ = c.conn.Close()
@@ -165,7 +170,7 @@ func (srv *Server) upgradeSession(w http.ResponseWriter, r *http.Request, s *Ses
 		refuseWebSocket(c, resp)
 		return
 	}
-	_ = c.conn.SetWriteDeadline(time.Now().Add(srv.opts.WriteTimeout))
+	c.setWriteDeadline(srv.opts.WriteTimeout)
 	if hook := testHookWrite.Load(); hook != nil {
 		(*hook)(len(resp))
 	}
@@ -243,7 +248,7 @@ func (s *Session) writeFrames(c *wsConn, prefix []byte, batch []*Message) error 
 	for _, m := range batch {
 		n += len(m.wsFrame())
 	}
-	_ = c.conn.SetWriteDeadline(time.Now().Add(s.srv.opts.WriteTimeout))
+	c.extendWriteDeadline(s.srv.opts.WriteTimeout)
 	if hook := testHookWrite.Load(); hook != nil {
 		(*hook)(n)
 	}
@@ -269,10 +274,30 @@ func (s *Session) writeFrames(c *wsConn, prefix []byte, batch []*Message) error 
 	return err
 }
 
+// extendWriteDeadline makes sure the write about to start has at least d
+// (and at most 5d/4) to complete: under steady traffic the deadline is
+// moved once per d/4, not once per write.
+func (c *wsConn) extendWriteDeadline(d time.Duration) {
+	now := time.Now()
+	if c.wdl-now.UnixNano() >= int64(d) {
+		return
+	}
+	t := now.Add(d + d/4)
+	c.wdl = t.UnixNano()
+	_ = c.conn.SetWriteDeadline(t)
+}
+
+// setWriteDeadline sets the write deadline to now+d exactly.
+func (c *wsConn) setWriteDeadline(d time.Duration) {
+	t := time.Now().Add(d)
+	c.wdl = t.UnixNano()
+	_ = c.conn.SetWriteDeadline(t)
+}
+
 // writeDirect writes one frame from the reader goroutine, before the
 // connection is the session's transport (nobody else writes to it then).
 func (c *wsConn) writeDirect(m *Message, timeout time.Duration) error {
-	_ = c.conn.SetWriteDeadline(time.Now().Add(timeout))
+	c.setWriteDeadline(timeout)
 	f := m.wsFrame()
 	if hook := testHookWrite.Load(); hook != nil {
 		(*hook)(len(f))

@@ -1,0 +1,68 @@
+package eio
+
+import "sync"
+
+// A Batch holds back the writes of the messages queued through it
+// (Session.SendBatched) until Flush: a session that gets several messages
+// through one batch writes them with one write(2) instead of one each.
+// Whoever delivers a backlog of broadcasts (the adapter, for a batch it
+// took from its queue) queues them all through one Batch and flushes it
+// once, as nats-server flushes the clients a read buffer's messages went
+// to once at the end of the buffer: nothing waits for a timer, and a
+// broadcast that arrives alone is written at once.
+//
+// A session appears in at most one batch at a time. A session held by a
+// batch is still written at once when something else kicks its writer (a
+// Send, a PING): the batch only defers, it never keeps a message back
+// from a write that happens anyway. Safe for concurrent use; the zero
+// value is ready.
+type Batch struct {
+	mu       sync.Mutex
+	sessions []*Session
+}
+
+// SendBatched is Send, except that the write is deferred until b.Flush
+// (see Batch) when it would start now. The bound (Options.MaxBufferedBytes)
+// applies as for Send.
+func (s *Session) SendBatched(b *Batch, msgs ...*Message) error {
+	return s.send(b, msgs)
+}
+
+// holdLocked defers s's write to b.Flush, unless s is held by a batch already.
+// Called holding s.mu.
+func (b *Batch) holdLocked(s *Session) {
+	if s.batched {
+		return
+	}
+	s.batched = true
+	b.mu.Lock()
+	b.sessions = append(b.sessions, s)
+	b.mu.Unlock()
+}
+
+// Flush starts the writes deferred by b's SendBatched calls. It does not
+// wait for them: as for Send, the writes happen on the sessions' own
+// writers (a flusher goroutine, the pending GET).
+func (b *Batch) Flush() {
+	b.mu.Lock()
+	held := b.sessions
+	b.sessions = nil
+	b.mu.Unlock()
+	for i, s := range held {
+		s.mu.Lock()
+		s.batched = false
+		s.kickLocked()
+		s.mu.Unlock()
+		held[i] = nil
+	}
+	if cap(held) <= maxBatchReuse {
+		b.mu.Lock()
+		if b.sessions == nil {
+			b.sessions = held[:0]
+		}
+		b.mu.Unlock()
+	}
+}
+
+// maxBatchReuse bounds the list a Batch keeps between flushes (sessions).
+const maxBatchReuse = 4096
