@@ -40,19 +40,17 @@ func (b *Batch) holdLocked(s *Session) {
 	b.mu.Unlock()
 }
 
-// Flush starts the writes deferred by b's SendBatched calls. It does not
-// wait for them: as for Send, the writes happen on the sessions' own
-// writers (a flusher goroutine, the pending GET).
+// Flush writes what b's SendBatched calls queued: over WebSocket from the
+// caller's goroutine as far as the sockets take it without waiting
+// (inline.go), the rest on the sessions' own writers (a flusher goroutine,
+// the pending GET). It never waits on the network.
 func (b *Batch) Flush() {
 	b.mu.Lock()
 	held := b.sessions
 	b.sessions = nil
 	b.mu.Unlock()
 	for i, s := range held {
-		s.mu.Lock()
-		s.batched = false
-		s.kickLocked()
-		s.mu.Unlock()
+		s.flushHeld()
 		held[i] = nil
 	}
 	if cap(held) <= maxBatchReuse {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"syscall"
 	"time"
 )
 
@@ -31,6 +32,9 @@ type wsConn struct {
 	// the flusher keeps it at least WriteTimeout ahead without setting it
 	// for every flush (setting one reprograms a runtime timer).
 	wdl int64
+	// raw is conn's descriptor for the inline writes of a Batch's Flush
+	// (inline.go); nil for TLS.
+	raw syscall.RawConn
 
 	// Guarded by the session's mu: the close handshake.
 	closeSent  bool // our close frame is written
@@ -59,7 +63,7 @@ func (srv *Server) acceptWebSocket(w http.ResponseWriter, r *http.Request) (*wsC
 		srv.abort(w, true, codeBadRequest, "")
 		return nil, nil
 	}
-	c := &wsConn{conn: conn}
+	c := &wsConn{conn: conn, raw: rawOf(conn)}
 	// Whatever net/http read past the request (a client may send its first
 	// frames at once) is kept; its bufio.Reader and Writer are dropped.
 	if n := brw.Reader.Buffered(); n > 0 {
@@ -134,14 +138,14 @@ func (srv *Server) handshakeWebSocket(w http.ResponseWriter, r *http.Request, q 
 		if byAccept {
 			// Closed by accept itself: the open packet, what it queued,
 			// and the close frame; then the connection is closed.
-			s.flush(resp)
+			s.flush(resp, 0)
 			return
 		}
 		_ = c.conn.Close()
 		return
 	}
 	go c.runReader(s)
-	s.flush(resp)
+	s.flush(resp, 0)
 }
 
 // upgradeSession accepts a WebSocket for the polling session s: the upgrade
@@ -190,11 +194,17 @@ func (srv *Server) upgradeSession(w http.ResponseWriter, r *http.Request, s *Ses
 // flushLoop writes the queue until it is empty, then exits; the next Send
 // starts another. Everything queued when a write starts goes out in that
 // one write.
-func (s *Session) flushLoop() { s.flush(nil) }
+func (s *Session) flushLoop() { s.flush(nil, 0) }
+
+// flushRest is flushLoop after an inline write the socket took only part
+// of: rest first, then the queue; counted is the payload bytes of rest's
+// messages, still counted in queued.
+func (s *Session) flushRest(rest []byte, counted int) { s.flush(rest, counted) }
 
 // flush is flushLoop with bytes to write before the first batch (the 101
-// response of a WebSocket handshake).
-func (s *Session) flush(prefix []byte) {
+// response of a WebSocket handshake, the rest of an inline write), of
+// which counted payload bytes are counted in queued.
+func (s *Session) flush(prefix []byte, counted int) {
 	for {
 		s.mu.Lock()
 		batch := s.queue
@@ -215,6 +225,8 @@ func (s *Session) flush(prefix []byte) {
 		for _, m := range batch {
 			s.queued -= m.size()
 		}
+		s.queued -= counted
+		counted = 0
 		if err != nil {
 			s.flushing = false
 			s.wsClosed = true

@@ -1,0 +1,129 @@
+package eio
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/gorilla/websocket"
+)
+
+// Several messages queued for a session through one Batch go out in one
+// write at Flush, in order, for every session of the batch.
+func TestBatchOneWritePerSession(t *testing.T) {
+	h := newHarness(t, Options{}, false)
+	var conns []*websocket.Conn
+	var recs []*recorder
+	for range 3 {
+		c, _ := h.dialWS()
+		conns = append(conns, c)
+		recs = append(recs, h.next())
+	}
+	var mu sync.Mutex
+	var writes []int
+	setWriteHook(t, func(n int) {
+		mu.Lock()
+		writes = append(writes, n)
+		mu.Unlock()
+	})
+	var b Batch
+	msgs := make([]*Message, 5)
+	for i := range msgs {
+		msgs[i] = TextMessage(fmt.Appendf(nil, "m%d", i)) // shared by the sessions
+	}
+	for _, m := range msgs {
+		for _, r := range recs {
+			if err := r.s.SendBatched(&b, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	b.Flush()
+	for i, c := range conns {
+		for j := range msgs {
+			if got, want := readText(t, c), fmt.Sprintf("4m%d", j); got != want {
+				t.Fatalf("client %d: %q, want %q", i, got, want)
+			}
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(writes) != 3 {
+		t.Fatalf("%d writes %v, want one per session", len(writes), writes)
+	}
+	for _, n := range writes {
+		if n != 5*(2+3) {
+			t.Errorf("write of %d bytes, want %d (five frames)", n, 5*(2+3))
+		}
+	}
+}
+
+// A client that does not read fills its socket: the inline write of a
+// Flush stops without waiting and the session's flusher writes the rest,
+// in order, once the client reads again; a Send in between keeps its place.
+func TestBatchSlowReaderHandsOver(t *testing.T) {
+	before := goroutines()
+	h := newHarness(t, Options{}, false)
+	// A small receive buffer (no autotuning) so that the server's socket
+	// fills well before the 8 MB are queued.
+	// (Set before connecting, so that the window is sized from the start.)
+	nd := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 8<<10)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	d := websocket.Dialer{NetDialContext: nd.DialContext}
+	c, _, err := d.Dial(h.wsURL("EIO=4&transport=websocket"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	open := parseOpen(t, readText(t, c))
+	rec := h.next()
+	const n, size = 2000, 4 << 10 // 8 MB in 40 KB flushes: more than the sockets' buffers
+	var b Batch
+	payload := func(i int) []byte {
+		p := bytes.Repeat([]byte{byte('a' + i%26)}, size)
+		copy(p, fmt.Sprintf("%05d", i))
+		return p
+	}
+	for i := 0; i < n; i++ {
+		m := TextMessage(payload(i))
+		if i == n-5 {
+			err = rec.s.Send(m) // not batched: queued behind the rest
+		} else {
+			err = rec.s.SendBatched(&b, m)
+		}
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if i%10 == 9 {
+			b.Flush()
+		}
+	}
+	b.Flush()
+	for i := 0; i < n; i++ {
+		got := readText(t, c)
+		if want := "4" + string(payload(i)); got != want {
+			t.Fatalf("message %d: got %.10q…, want %.10q…", i, got, want)
+		}
+	}
+	eventually(t, "the queue accounted to zero", func() bool {
+		s := h.session(open.SID)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.queued == 0 && !s.flushing && len(s.queue) == 0
+	})
+	c.Close()
+	rec.waitClose(t)
+	h.hs.Close()
+	noLeak(t, before)
+}

@@ -1,0 +1,140 @@
+package eio
+
+import (
+	"errors"
+	"syscall"
+)
+
+// Writing from the deliverer's goroutine. A Batch's Flush writes each held
+// WebSocket session's queue itself, with non-blocking write(2)s, instead of
+// starting a flusher goroutine per session: a broadcast to a room costs no
+// goroutine per recipient, and while the deliverer writes, the next
+// broadcasts gather in its own queue and go out together at its next
+// Flush. A socket that does not take everything at once (its buffer is
+// full: a slow reader) is never waited for here: the rest goes to a
+// flusher goroutine, which waits with the write deadline as usual. TLS
+// connections (no raw descriptor) always use the flusher.
+
+// maxInline bounds what one session's inline write copies (bytes); a larger
+// queue is left to the flusher (which writes big frames without copying).
+const maxInline = maxPooledBuffer
+
+// rawConner is implemented by connections that expose their descriptor
+// (net.TCPConn, net.UnixConn, and wrappers that pass it through).
+type rawConner interface {
+	SyscallConn() (syscall.RawConn, error)
+}
+
+// rawOf returns conn's raw descriptor, nil if it has none.
+func rawOf(conn any) syscall.RawConn {
+	sc, ok := conn.(rawConner)
+	if !ok {
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return raw
+}
+
+// errWouldBlock: the socket took part of a write (or nothing) without
+// waiting; the rest is the flusher's.
+var errWouldBlock = errors.New("eio: write would block")
+
+// tryWrite writes buf without waiting: it returns how much the socket
+// took, and errWouldBlock if not all of it.
+func (c *wsConn) tryWrite(buf []byte) (int, error) {
+	n := 0
+	var werr error
+	err := c.raw.Write(func(fd uintptr) bool {
+		for n < len(buf) {
+			m, e := syscall.Write(int(fd), buf[n:])
+			if m > 0 {
+				n += m
+			}
+			switch {
+			case e == syscall.EINTR:
+				continue
+			case e == syscall.EAGAIN:
+				werr = errWouldBlock
+			case e != nil:
+				werr = e
+			case m <= 0:
+				werr = errWouldBlock
+			}
+			if werr != nil {
+				break
+			}
+		}
+		return true // never wait here
+	})
+	if err != nil {
+		return n, err
+	}
+	return n, werr
+}
+
+// flushHeld writes s's queue for a Batch's Flush: inline when it can (see
+// above), else by kicking the session's writer as Send does.
+func (s *Session) flushHeld() {
+	s.mu.Lock()
+	s.batched = false
+	c := s.ws
+	if s.transport != WebSocket || c == nil || c.raw == nil || s.flushing || s.wsClosed || len(s.queue) == 0 {
+		s.kickLocked()
+		s.mu.Unlock()
+		return
+	}
+	n, counted := 0, 0
+	for _, m := range s.queue {
+		n += len(m.wsFrame())
+		counted += m.size()
+	}
+	if n > maxInline {
+		s.kickLocked()
+		s.mu.Unlock()
+		return
+	}
+	batch := s.queue
+	s.queue = nil
+	s.flushing = true // this goroutine owns the write side until it lets go
+	s.mu.Unlock()
+
+	bp := getBuffer(n)
+	buf := (*bp)[:0]
+	for _, m := range batch {
+		buf = append(buf, m.wsFrame()...)
+	}
+	*bp = buf
+	if hook := testHookWrite.Load(); hook != nil {
+		(*hook)(n)
+	}
+	w, err := c.tryWrite(buf)
+
+	s.mu.Lock()
+	switch {
+	case err == nil:
+		s.queued -= counted
+		s.flushing = false
+		s.kickLocked() // what was queued meanwhile
+		s.mu.Unlock()
+		putBuffer(bp)
+	case errors.Is(err, errWouldBlock):
+		// The flusher writes the rest first, then the queue; the batch's
+		// bytes stay counted until then.
+		rest := append([]byte(nil), buf[w:]...)
+		putBuffer(bp)
+		s.mu.Unlock()
+		s.srv.track.goFunc(func() { s.flushRest(rest, counted) })
+	default:
+		s.queued -= counted
+		s.flushing = false
+		s.wsClosed = true
+		s.queue = nil
+		s.endLocked(ReasonTransportError, endAbort)
+		s.mu.Unlock()
+		putBuffer(bp)
+		_ = c.conn.Close()
+	}
+}
