@@ -129,6 +129,7 @@ func newNamespaceAdapter(b *Builder, nsp Namespace) *NamespaceAdapter {
 		subscribed:  make(chan struct{}),
 		closed:      make(chan struct{}),
 	}
+	a.index.obs, _ = nsp.(RoomObserver)
 	a.batcher, _ = b.transport.(BatchPublisher)
 	a.log = b.log.With("nsp", a.name, "uid", a.uid)
 	return a

@@ -79,6 +79,27 @@ type Namespace interface {
 	CloseConn(id string)
 }
 
+// RoomObserver may be implemented by a Namespace to be told of each change
+// of its local room index, as Node's adapter emits create-room,
+// delete-room, join-room and leave-room: RoomCreated when a room gets its
+// first local socket, RoomJoined when a local socket joins a room,
+// RoomLeft when one leaves a room (or disconnects), RoomDeleted when a
+// room's last local socket left. The room of a socket's own id counts, as
+// in Node (a connection creates and joins it). Every change is reported,
+// whatever made it (AddAll, Del, DelAll, and the AddSockets and
+// DelSockets of this node or another).
+//
+// The methods are called with the room index locked, on the goroutine
+// making the change, so that they come in the order the changes were
+// made: they must return at once, must not block, and must not call the
+// Adapter (queue the work, as the Socket.IO layer queues user handlers).
+type RoomObserver interface {
+	RoomCreated(room string)
+	RoomDeleted(room string)
+	RoomJoined(room, id string)
+	RoomLeft(room, id string)
+}
+
 // Adapter is one namespace's rooms, on this node and across the cluster.
 // NamespaceAdapter implements it; Builder.New makes one per namespace.
 //

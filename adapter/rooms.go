@@ -9,7 +9,8 @@ import (
 // in-memory adapter keeps it: rooms maps a room to its local sockets, sids a
 // local socket to its rooms. A socket's own id is one of its rooms by the
 // caller's convention (it is not added implicitly). The lock is never held
-// while calling the Namespace.
+// while calling the Namespace, but for its RoomObserver methods (obs),
+// which report each change as it is made, in order, and must not block.
 //
 // It is laid out for the common case, thousands of sockets each in its own
 // id's room and a few others: the own-id room is a flag of the socket's
@@ -20,6 +21,7 @@ type roomIndex struct {
 	mu    sync.RWMutex
 	rooms map[string]map[string]struct{} // members of each room, own-id memberships excepted
 	sids  map[string]memberOf
+	obs   RoomObserver // nil: no one is told of the changes
 }
 
 // memberOf is the set of rooms of one socket.
@@ -101,7 +103,15 @@ func (x *roomIndex) addAll(id string, rooms []string) {
 	mine := x.sids[id]
 	for _, r := range rooms {
 		if r == id {
-			mine.own = true
+			if !mine.own {
+				mine.own = true
+				if x.obs != nil {
+					if len(x.rooms[r]) == 0 {
+						x.obs.RoomCreated(r)
+					}
+					x.obs.RoomJoined(r, id)
+				}
+			}
 			continue
 		}
 		if !mine.add(r) {
@@ -111,8 +121,14 @@ func (x *roomIndex) addAll(id string, rooms []string) {
 		if members == nil {
 			members = map[string]struct{}{}
 			x.rooms[r] = members
+			if x.obs != nil && !x.ownMember(r) {
+				x.obs.RoomCreated(r)
+			}
 		}
 		members[id] = struct{}{}
+		if x.obs != nil {
+			x.obs.RoomJoined(r, id)
+		}
 	}
 	x.sids[id] = mine
 }
@@ -127,7 +143,10 @@ func (x *roomIndex) del(id, room string) {
 		return
 	}
 	if room == id {
-		mine.own = false
+		if mine.own {
+			mine.own = false
+			x.leftOwnLocked(id)
+		}
 	} else if mine.remove(room) {
 		x.leaveLocked(id, room)
 	}
@@ -140,6 +159,23 @@ func (x *roomIndex) leaveLocked(id, room string) {
 		if len(members) == 0 {
 			delete(x.rooms, room)
 		}
+		if x.obs != nil {
+			x.obs.RoomLeft(room, id)
+			if len(members) == 0 && !x.ownMember(room) {
+				x.obs.RoomDeleted(room)
+			}
+		}
+	}
+}
+
+// leftOwnLocked reports that socket id left the room of its own id (its
+// flag is already cleared, or its entry gone).
+func (x *roomIndex) leftOwnLocked(id string) {
+	if x.obs != nil {
+		x.obs.RoomLeft(id, id)
+		if len(x.rooms[id]) == 0 {
+			x.obs.RoomDeleted(id)
+		}
 	}
 }
 
@@ -150,6 +186,10 @@ func (x *roomIndex) delAll(id string) {
 	mine, ok := x.sids[id]
 	if !ok {
 		return
+	}
+	if mine.own {
+		// First, as in Node, where it is the socket's first room.
+		x.leftOwnLocked(id)
 	}
 	mine.others(func(r string) { x.leaveLocked(id, r) })
 	delete(x.sids, id)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -135,6 +136,29 @@ type Config struct {
 	// DisableUpgrades stops clients upgrading from polling to WebSocket.
 	DisableUpgrades bool
 
+	// AllowRequest, if set, runs before each Engine.IO handshake (a polling
+	// GET or a WebSocket without sid), on the request's goroutine (Node's
+	// allowRequest). An error refuses the connection: 403
+	// {"code":4,"message":<the error's text>} over polling, 400 with the
+	// text over WebSocket, as Node answers; the client gets a
+	// connect_error. The requests of existing sessions are not checked
+	// again. Return errors whose text may be shown to clients.
+	AllowRequest func(r *http.Request) error
+	// Cookie, if not nil, sets a cookie holding the Engine.IO session id on
+	// the answer to each polling handshake (Node's cookie option, for load
+	// balancers that stick sessions by cookie). Off by default, as in Node.
+	Cookie *CookieConfig
+	// DisableHTTPCompression turns off the gzip/deflate compression of
+	// polling responses (Node's httpCompression: false). Compression is on
+	// by default, as in Node.
+	DisableHTTPCompression bool
+	// HTTPCompressionThreshold is the smallest polling response, in bytes,
+	// that is compressed (when the client accepts gzip or deflate).
+	// Default 1024, Node's. WebSocket messages are never compressed:
+	// permessage-deflate is not offered (Node's perMessageDeflate, off by
+	// default there too, has no counterpart).
+	HTTPCompressionThreshold int
+
 	// Parser is the Socket.IO packet format every client of the server
 	// speaks: ParserJSON (default, socket.io-parser, the official client's
 	// default) or ParserMsgpack (socket.io-msgpack-parser 3.x, a client
@@ -149,6 +173,10 @@ type Config struct {
 	// Redis clusters the server over Redis Streams when Redis.URL is set.
 	// Default: no clustering, the same adapter over an in-memory transport.
 	Redis RedisConfig
+
+	// Admin serves the Socket.IO Admin UI's namespace (docs/admin.md).
+	// Off by default.
+	Admin AdminConfig
 
 	// ShutdownTimeout bounds Run's graceful shutdown after its context ends.
 	// Default 10s.
@@ -197,6 +225,9 @@ const (
 	DefaultIdleTimeout          = 75 * time.Second
 	DefaultReadTimeout          = 30 * time.Second
 	DefaultMaxHeaderBytes       = 64 << 10
+	// DefaultHTTPCompressionThreshold is the default of
+	// Config.HTTPCompressionThreshold, Node's.
+	DefaultHTTPCompressionThreshold = 1024
 )
 
 // DefaultMaxConnections is the default of Config.MaxConnections on this
@@ -298,6 +329,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxHeaderBytes == 0 {
 		c.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
+	if c.HTTPCompressionThreshold == 0 {
+		c.HTTPCompressionThreshold = DefaultHTTPCompressionThreshold
+	}
 	if c.MaxConnections == 0 {
 		c.MaxConnections = DefaultMaxConnections()
 	}
@@ -308,6 +342,7 @@ func (c Config) withDefaults() Config {
 		c.Recovery.MaxDisconnection = DefaultMaxDisconnection
 	}
 	c.Redis = c.Redis.withDefaults()
+	c.Admin = c.Admin.withDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -392,6 +427,14 @@ func (c Config) Validate() error {
 	if c.MaxHeaderBytes < 0 {
 		return bad("max-header-bytes", "%d is negative", c.MaxHeaderBytes)
 	}
+	if c.HTTPCompressionThreshold < 0 {
+		return bad("http-compression-threshold", "%d is negative", c.HTTPCompressionThreshold)
+	}
+	if c.Cookie != nil {
+		if err := c.Cookie.validate(); err != nil {
+			return bad("cookie", "%v", err)
+		}
+	}
 	if c.MaxConnections < 0 {
 		return bad("max-connections", "%d is negative", c.MaxConnections)
 	}
@@ -410,6 +453,9 @@ func (c Config) Validate() error {
 			return bad("transports", "%q is listed twice", t)
 		}
 		seen[t] = true
+	}
+	if err := c.Admin.validate(); err != nil {
+		return err
 	}
 	return c.Redis.validate()
 }

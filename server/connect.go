@@ -56,6 +56,7 @@ func (n *Namespace) connect(c *client, auth map[string]any) {
 	n.sockets[s.id] = s
 	n.mu.Unlock()
 	s.connected.Store(true)
+	s.countOutgoing() // outgoing listeners a middleware registered
 	n.srv.metrics.socketConnected(n.name)
 
 	reply := map[string]any{"sid": s.id}

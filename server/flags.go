@@ -44,12 +44,16 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	}
 	fs.Var(transportsFlag{&c.Transports}, "transports", "comma-separated transports: polling,websocket (env SOCKSTREAM_TRANSPORTS)")
 	fs.BoolVar(&c.DisableUpgrades, "disable-upgrades", c.DisableUpgrades, "forbid the upgrade from polling to WebSocket (env SOCKSTREAM_DISABLE_UPGRADES)")
+	fs.BoolVar(&c.DisableHTTPCompression, "disable-http-compression", c.DisableHTTPCompression, "do not gzip/deflate polling responses (env SOCKSTREAM_DISABLE_HTTP_COMPRESSION)")
+	fs.IntVar(&c.HTTPCompressionThreshold, "http-compression-threshold", d.HTTPCompressionThreshold, "smallest polling response compressed, in bytes (env SOCKSTREAM_HTTP_COMPRESSION_THRESHOLD)")
+	fs.Var(cookieFlag{&c.Cookie}, "cookie", "name of a session cookie set on polling handshakes, for sticky sessions; empty: none (env SOCKSTREAM_COOKIE)")
 	fs.StringVar(&c.Parser, "parser", c.Parser, "packet format of the clients: json (socket.io-parser) or msgpack (socket.io-msgpack-parser); empty: json (env SOCKSTREAM_PARSER)")
 	fs.BoolVar(&c.Recovery.Enabled, "recovery", c.Recovery.Enabled, "enable connection state recovery (env SOCKSTREAM_RECOVERY)")
 	fs.DurationVar(&c.Recovery.MaxDisconnection, "recovery-max-disconnection", d.Recovery.MaxDisconnection, "how long a disconnected session is kept (env SOCKSTREAM_RECOVERY_MAX_DISCONNECTION)")
 	fs.BoolVar(&c.Recovery.SkipMiddlewares, "recovery-skip-middlewares", c.Recovery.SkipMiddlewares, "skip the middlewares for a recovered connection (env SOCKSTREAM_RECOVERY_SKIP_MIDDLEWARES)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "bound on graceful shutdown (env SOCKSTREAM_SHUTDOWN_TIMEOUT)")
 	c.Redis.registerFlags(fs, d.Redis)
+	c.Admin.registerFlags(fs, d.Admin)
 }
 
 // Parse is a command's whole configuration: the environment (read through
@@ -132,6 +136,37 @@ func (l listFlag) Set(v string) error {
 			*l.p = append(*l.p, s)
 		}
 	}
+	return nil
+}
+
+// cookieFlag sets Config.Cookie by its name, Node's other defaults kept.
+type cookieFlag struct{ p **CookieConfig }
+
+func (f cookieFlag) String() string {
+	if f.p == nil || *f.p == nil {
+		return ""
+	}
+	if (*f.p).Name == "" {
+		return "io"
+	}
+	return (*f.p).Name
+}
+
+func (f cookieFlag) Set(v string) error {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		*f.p = nil
+		return nil
+	}
+	if !validCookieName(v) {
+		return fmt.Errorf("%q is not a cookie name", v)
+	}
+	var c CookieConfig // a copy: LoadEnv may drop what it sets
+	if *f.p != nil {
+		c = **f.p
+	}
+	c.Name = v
+	*f.p = &c
 	return nil
 }
 

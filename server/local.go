@@ -125,7 +125,14 @@ func (l *local) Describe(ids []string) []adapter.SocketInfo {
 		if rooms == nil {
 			rooms = []string{}
 		}
-		out = append(out, adapter.SocketInfo{ID: id, Handshake: s.nodeHandshake(), Rooms: rooms, Data: s.Data()})
+		data := s.Data()
+		if data == nil {
+			// Node's socket.data starts as {}, and Node's code reading
+			// another node's answer relies on it (admin-ui's instrument()
+			// destructures it).
+			data = map[string]any{}
+		}
+		out = append(out, adapter.SocketInfo{ID: id, Handshake: s.nodeHandshake(), Rooms: rooms, Data: data})
 	}
 	return out
 }

@@ -23,6 +23,10 @@ type serverMetrics struct {
 	bytesIn     prometheus.Counter
 	bytesOut    prometheus.Counter
 	slow        prometheus.Counter
+
+	// hookDrops counts the notifications of OnAnyOutgoing and room
+	// handlers dropped because their bounded queue was full.
+	hookDrops *prometheus.CounterVec
 }
 
 func newServerMetrics(reg prometheus.Registerer) (*serverMetrics, error) {
@@ -67,9 +71,13 @@ func newServerMetrics(reg prometheus.Registerer) (*serverMetrics, error) {
 			Name: "sockstream_engine_slow_consumers_total",
 			Help: "Engine.IO connections closed because what was queued for them passed Config.MaxBufferedBytes.",
 		}),
+		hookDrops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sockstream_hook_events_dropped_total",
+			Help: "Notifications for OnAnyOutgoing handlers (hook=\"outgoing\") and room handlers (hook=\"room\") dropped because too many waited for slow handlers.",
+		}, []string{"hook"}),
 	}
 	for _, c := range []prometheus.Collector{m.connected, m.connections, m.disconnects, m.emits,
-		m.engineConns, m.packetsIn, m.packetsOut, m.bytesIn, m.bytesOut, m.slow} {
+		m.engineConns, m.packetsIn, m.packetsOut, m.bytesIn, m.bytesOut, m.slow, m.hookDrops} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -35,17 +35,28 @@ type Namespace struct {
 	children    []*Namespace // of a dynamic parent
 
 	ackIDs atomic.Uint64 // ack ids of emits and broadcasts with acks
+	// outgoing counts the connected sockets with OnAnyOutgoing handlers:
+	// deliveries look for them only when there are some.
+	outgoing atomic.Int32
 	// batch holds the writes of the adapter's deliveries until its Flush
 	// (local.go).
 	batch eio.Batch
 	// sse runs the server-side emit handlers, in order, off the adapter's
 	// goroutines.
 	sse handlerQueue
+	// The room handlers (rooms.go): rooms is guarded by mu; roomWatch is
+	// set once there is one, roomQueue runs them, roomPending counts what
+	// waits for them.
+	rooms       roomHandlers
+	roomWatch   atomic.Bool
+	roomQueue   handlerQueue
+	roomPending atomic.Int32
 }
 
 func (s *Server) newNamespace(name string) *Namespace {
 	n := &Namespace{srv: s, name: name, sockets: map[string]*Socket{}, serverSide: map[string][]func(*Event){}}
 	n.sse.srv = s
+	n.roomQueue.srv = s
 	return n
 }
 
@@ -130,6 +141,8 @@ func (n *Namespace) child(name string) *Namespace {
 	for ev, hs := range n.serverSide {
 		c.serverSide[ev] = slices.Clone(hs)
 	}
+	c.rooms = n.rooms.clone()
+	c.roomWatch.Store(n.roomWatch.Load())
 	n.children = append(n.children, c)
 	n.mu.Unlock()
 	return c
@@ -255,13 +268,19 @@ func (n *Namespace) ServerSideEmit(event string, args ...any) error {
 }
 
 // ServerSideEmitWithAck sends an event to the other servers and returns one
-// response per server, or an error when some did not answer in time.
+// response per server. When some do not answer in time (by ctx's deadline,
+// or the cluster's RequestTimeout, whichever is first) it returns the
+// responses it got and an error wrapping ErrAckTimeout, as every method
+// that waits for acknowledgements does.
 func (n *Namespace) ServerSideEmitWithAck(ctx context.Context, event string, args ...any) ([]any, error) {
 	var all []any
 	for _, t := range n.targets() {
 		res, err := t.adapter.ServerSideEmitWithAck(ctx, append([]any{event}, args...))
 		all = append(all, res...)
 		if err != nil {
+			if errors.Is(err, adapter.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+				return all, fmt.Errorf("server-side emit %q: %w: %w", event, ErrAckTimeout, err)
+			}
 			return all, fmt.Errorf("server-side emit %q: %w", event, err)
 		}
 	}

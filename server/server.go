@@ -50,6 +50,11 @@ type Server struct {
 
 	// busy counts handler goroutines and disconnections in flight.
 	busy activity
+	// hookLogAt is when a dropped hook notification was last logged (Unix
+	// ns): at most one line a second.
+	hookLogAt atomic.Int64
+	// httpHooks are the HTTP layer's handlers (http_hooks.go).
+	httpHooks hookSet
 
 	shuttingDown atomic.Bool
 	shutdownOnce sync.Once
@@ -106,6 +111,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	for _, t := range cfg.Transports {
 		eo.Transports = append(eo.Transports, string(t))
 	}
+	s.engineHooks(&eo)
 	switch {
 	case slices.Contains(cfg.CORSOrigins, "*"):
 		// Node's cors with origin "*": a literal *, never credentials
@@ -130,6 +136,11 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		s.mux.Handle("/metrics", s.MetricsHandler())
 	}
 	s.Of("/")
+	if cfg.Admin.enabled() {
+		if err := s.instrumentAdmin(); err != nil { // admin*.go
+			return nil, errors.Join(err, s.closeBackends())
+		}
+	}
 	s.handler = s.guard(s.mux)
 	return s, nil
 }
@@ -143,7 +154,7 @@ func allowOrigin(origins []string) func(string) bool {
 }
 
 // newAdapter makes the adapter of namespace n.
-func (s *Server) newAdapter(n *local) adapter.Adapter { return s.builder.New(n) }
+func (s *Server) newAdapter(n *local) adapter.Adapter { return s.builder.New(observed{n}) }
 
 // Option configures what Config cannot express as plain values, such as the
 // cluster adapter. Most programs need none.

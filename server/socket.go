@@ -54,6 +54,9 @@ type Socket struct {
 	anyHandlers  []func(*Event)
 	onDisconnect []func(reason string)
 	acks         map[uint64]*pendingAck
+	// hooks are the handlers few sockets have (OnAnyOutgoing,
+	// OnDisconnecting, Use, OnError), made on first use.
+	hooks *socketHooks
 }
 
 // pendingAck is an acknowledgement the server waits for.
@@ -134,15 +137,35 @@ func (s *Socket) onEvent(p *siocodec.Packet, size int64) {
 	})
 }
 
+// dispatch runs an event's handlers, as Node's Socket.onevent does: the
+// OnAny handlers, then the packet middlewares (Use), then, unless one of
+// them refused the event, the handlers of its name (which a middleware may
+// have changed).
 func (s *Socket) dispatch(e *Event) {
 	s.mu.Lock()
-	anys, hs := s.anyHandlers, s.handlers.get(e.Name)
+	anys := s.anyHandlers
+	var mws []func(*Event) error
+	if s.hooks != nil {
+		mws = s.hooks.middlewares
+	}
 	s.mu.Unlock()
 	for _, h := range anys {
 		h(e)
 	}
+	if len(mws) > 0 {
+		if err := s.runPacketMiddlewares(mws, e); err != nil {
+			s.reportError(e, err)
+			return
+		}
+	}
+	s.mu.Lock()
+	hs := s.handlers.get(e.Name)
+	s.mu.Unlock()
 	for _, h := range hs {
-		h(e)
+		if h.once != 0 && !s.takeOnce(e.Name, h.once) {
+			continue // a Once handler that already ran
+		}
+		h.fn(e)
 	}
 }
 
@@ -201,15 +224,33 @@ func (s *Socket) onclose(reason string) {
 		return
 	}
 	n := s.nsp
-	if n.srv.cfg.Recovery.Enabled && recoverable[reason] {
+	persist := n.srv.cfg.Recovery.Enabled && recoverable[reason]
+	s.mu.Lock()
+	data := s.data
+	var disconnecting []func(string)
+	if s.hooks != nil {
+		disconnecting = s.hooks.disconnecting
+	}
+	s.mu.Unlock()
+	var rooms []string
+	if persist || len(disconnecting) > 0 {
+		rooms = n.adapter.SocketRooms(s.id)
+	}
+	if len(disconnecting) > 0 {
+		// Rooms reads them until the OnDisconnecting handlers have run.
 		s.mu.Lock()
-		data := s.data
+		s.hooks.closingRooms = slices.Clip(rooms)
+		if s.hooks.closingRooms == nil {
+			s.hooks.closingRooms = []string{}
+		}
 		s.mu.Unlock()
+	}
+	if persist {
 		n.adapter.PersistSession(adapter.PersistedSession{
 			Nsp:   n.name,
 			SID:   s.id,
 			PID:   s.pid,
-			Rooms: n.adapter.SocketRooms(s.id),
+			Rooms: slices.Clone(rooms),
 			Data:  data,
 			TTL:   n.srv.cfg.Recovery.MaxDisconnection,
 		})
@@ -231,9 +272,20 @@ func (s *Socket) onclose(reason string) {
 		}
 	}
 	n.srv.metrics.socketDisconnected(n.name, reason)
+	s.dropOutgoing()
 	// Cancelled now, not after the disconnect handlers: a handler
 	// ahead of them in the queue may wait on it (EmitWithAck).
 	s.cancelContext()
+	if len(disconnecting) > 0 {
+		n.srv.busy.add()
+		s.queue.push(func() {
+			defer n.srv.busy.done()
+			defer s.endDisconnecting()
+			for _, h := range disconnecting {
+				h(reason)
+			}
+		})
+	}
 	n.srv.busy.add()
 	s.queue.push(func() {
 		defer n.srv.busy.done()
@@ -343,8 +395,20 @@ func (s *Socket) Join(rooms ...string) {
 // Leave removes the socket from a room.
 func (s *Socket) Leave(room string) { s.nsp.adapter.Del(s.id, room) }
 
-// Rooms lists the rooms the socket is in, its own id's room included.
-func (s *Socket) Rooms() []string { return s.nsp.adapter.SocketRooms(s.id) }
+// Rooms lists the rooms the socket is in, its own id's room included. In
+// an OnDisconnecting handler it lists the rooms the socket was in when it
+// began disconnecting (it has already left them: broadcasts no longer reach
+// it); after that, none.
+func (s *Socket) Rooms() []string {
+	s.mu.Lock()
+	if s.hooks != nil && s.hooks.closingRooms != nil {
+		rooms := slices.Clone(s.hooks.closingRooms)
+		s.mu.Unlock()
+		return rooms
+	}
+	s.mu.Unlock()
+	return s.nsp.adapter.SocketRooms(s.id)
+}
 
 // Handshake describes the request that opened the connection.
 func (s *Socket) Handshake() Handshake { return s.handshake }
@@ -373,10 +437,15 @@ func (s *Socket) emit(event string, args []any, id *uint64) error {
 	data = append(data, event)
 	data = append(data, args...)
 	if s.nsp.srv.cfg.Recovery.Enabled {
+		// The outgoing listeners hear of it when the adapter delivers it.
 		return s.nsp.adapter.Broadcast(&adapter.Packet{Type: int(siocodec.Event), Data: data, ID: id},
 			adapter.Options{Rooms: []string{s.id}, Except: []string{}})
 	}
-	return s.client.write(siocodec.Event, s.nsp.name, id, data)
+	if err := s.client.write(siocodec.Event, s.nsp.name, id, data); err != nil {
+		return err
+	}
+	s.notifyOutgoing(data)
+	return nil
 }
 
 // EmitWithAck sends an event and waits for the client's acknowledgement, for
@@ -436,8 +505,11 @@ func checkEventName(event string) error {
 	return nil
 }
 
-// ErrAckTimeout is wrapped by errors of acknowledgements that did not come in
-// time.
+// ErrAckTimeout is wrapped by the error of every method that waits for
+// acknowledgements when they do not come in time: Socket.EmitWithAck,
+// Broadcast.EmitWithAck (and the Server's and Namespace's through it),
+// Namespace.ServerSideEmitWithAck. Node's equivalent is the "operation has
+// timed out" error of timeout(ms); here the deadline is the context's.
 var ErrAckTimeout = errors.New("acknowledgement timed out")
 
 // ErrDisconnected is wrapped by the error of EmitWithAck when the socket is,
@@ -450,16 +522,64 @@ var ErrDisconnected = errors.New("socket disconnected")
 var ErrReservedEvent = errors.New("reserved event name")
 
 // On registers a handler for an event from the client. On("disconnect", h)
-// is a disconnect handler (see OnDisconnect) receiving the reason as its
-// only argument; the other reserved names never fire.
+// is a disconnect handler (see OnDisconnect) and On("disconnecting", h) a
+// disconnecting handler (see OnDisconnecting), each receiving the reason as
+// its only argument; the other reserved names never fire.
 func (s *Socket) On(event string, h func(*Event)) {
-	if event == "disconnect" {
+	switch event {
+	case "disconnect":
 		s.OnDisconnect(func(reason string) { h(&Event{Name: event, Args: []any{reason}}) })
+		return
+	case "disconnecting":
+		s.OnDisconnecting(func(reason string) { h(&Event{Name: event, Args: []any{reason}}) })
 		return
 	}
 	s.mu.Lock()
-	s.handlers.add(event, h)
+	s.handlers.add(event, handler{fn: h})
 	s.mu.Unlock()
+}
+
+// Once registers a handler for the next event named event from the client
+// only: it is removed before it runs (Node's socket.once).
+func (s *Socket) Once(event string, h func(*Event)) {
+	switch event {
+	case "disconnect", "disconnecting":
+		s.On(event, h) // these fire once anyway
+		return
+	}
+	s.mu.Lock()
+	s.handlers.add(event, handler{fn: h, once: onceIDs.Add(1)})
+	s.mu.Unlock()
+}
+
+// Off removes every handler registered for event with On or Once (Node's
+// socket.removeAllListeners(event): Go funcs cannot be compared, so there
+// is no removing one handler of several). Off("disconnect") removes the
+// disconnect handlers, Off("disconnecting") the disconnecting ones.
+func (s *Socket) Off(event string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch event {
+	case "disconnect":
+		s.onDisconnect = nil
+	case "disconnecting":
+		if s.hooks != nil {
+			s.hooks.disconnecting = nil
+		}
+	default:
+		s.handlers.remove(event)
+	}
+}
+
+// onceIDs tell Once handlers apart, so that one that ran can be removed.
+var onceIDs atomic.Uint64
+
+// takeOnce removes the Once handler id of event and reports whether it
+// was still registered.
+func (s *Socket) takeOnce(event string, id uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.handlers.removeOnce(event, id)
 }
 
 // handlerSet is a socket's event handlers, sorted by event name: a slice,
@@ -468,17 +588,24 @@ type handlerSet []namedHandlers
 
 type namedHandlers struct {
 	event string
-	fns   []func(*Event)
+	fns   []handler
+}
+
+// handler is one handler of an event; once, if not 0, identifies a Once
+// handler.
+type handler struct {
+	fn   func(*Event)
+	once uint64
 }
 
 func (hs handlerSet) find(event string) (int, bool) {
 	return slices.BinarySearchFunc(hs, event, func(nh namedHandlers, e string) int { return strings.Compare(nh.event, e) })
 }
 
-// get returns the handlers of event. The slice is never appended to in
-// place (add copies it), so it may be used after the socket's lock is
-// released.
-func (hs handlerSet) get(event string) []func(*Event) {
+// get returns the handlers of event. The slice is never changed in place
+// (add and removeOnce copy it), so it may be used after the socket's lock
+// is released.
+func (hs handlerSet) get(event string) []handler {
 	if i, ok := hs.find(event); ok {
 		return hs[i].fns
 	}
@@ -486,13 +613,40 @@ func (hs handlerSet) get(event string) []func(*Event) {
 }
 
 // add registers h for event, after the others of that event.
-func (hs *handlerSet) add(event string, h func(*Event)) {
+func (hs *handlerSet) add(event string, h handler) {
 	i, ok := hs.find(event)
 	if ok {
 		(*hs)[i].fns = append(slices.Clip((*hs)[i].fns), h)
 		return
 	}
-	*hs = slices.Insert(*hs, i, namedHandlers{event, []func(*Event){h}})
+	*hs = slices.Insert(*hs, i, namedHandlers{event, []handler{h}})
+}
+
+// remove drops every handler of event.
+func (hs *handlerSet) remove(event string) {
+	if i, ok := hs.find(event); ok {
+		*hs = slices.Delete(*hs, i, i+1)
+	}
+}
+
+// removeOnce drops the Once handler id of event; false if it is not there.
+func (hs *handlerSet) removeOnce(event string, id uint64) bool {
+	i, ok := hs.find(event)
+	if !ok {
+		return false
+	}
+	fns := (*hs)[i].fns
+	j := slices.IndexFunc(fns, func(h handler) bool { return h.once == id })
+	if j < 0 {
+		return false
+	}
+	if len(fns) == 1 {
+		*hs = slices.Delete(*hs, i, i+1)
+		return true
+	}
+	// A copy: a dispatch may be iterating over fns.
+	(*hs)[i].fns = slices.Delete(slices.Clone(fns), j, j+1)
+	return true
 }
 
 // OnAny registers a handler for every event from the client. It runs before

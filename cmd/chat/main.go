@@ -2,7 +2,7 @@
 // typing indicators, message history and acknowledgements, on one node
 // without Redis, or clustered over Redis.
 //
-//	chat [-addr :3000] [-history 50]
+//	chat [-addr :3000] [-history 50] [-admin-password secret]
 //
 // Every server option is also read from the environment (SOCKSTREAM_ADDR,
 // ...); run chat -h for the list. A bad value stops the program with one line
@@ -36,10 +36,14 @@ func run(ctx context.Context, args []string) error {
 	cfg.Recovery.Enabled = true
 	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
 	historySize := fs.Int("history", 50, "messages of each room kept for those who join later")
+	adminPassword := fs.String("admin-password", "", "watch the chat in the Socket.IO Admin UI (https://admin.socket.io): user admin (or -admin-username), this password; a demo convenience, see -admin-password-hash")
 	if err := cfg.Parse(fs, args, os.LookupEnv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
+		return err
+	}
+	if err := watchWithAdminUI(&cfg, *adminPassword); err != nil {
 		return err
 	}
 	if *historySize < 0 || *historySize > 10000 {

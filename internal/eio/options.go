@@ -48,7 +48,9 @@ type Options struct {
 	MaxBufferedBytes int
 	// WriteTimeout bounds each write to a client's connection (one flush of
 	// the WebSocket queue, one polling response); past it the session is
-	// closed ("transport error"). It also bounds how long a polling
+	// closed ("transport error"). A WebSocket write gets between
+	// WriteTimeout and 5/4 of it: the deadline is moved only when less than
+	// WriteTimeout remains. It also bounds how long a polling
 	// session closed by Session.Close waits for the GET that carries its
 	// last packets. Default 10s.
 	WriteTimeout time.Duration
@@ -84,6 +86,23 @@ type Options struct {
 	// the message as text/html. Upgrades of existing sessions are not
 	// checked again. Return errors whose text may be shown to clients.
 	AllowRequest func(r *http.Request) error
+	// Cookie, if not nil, is set on the answer to every polling handshake
+	// with the session id as its value (Node's cookie option, for load
+	// balancers that stick sessions by cookie); its Value is ignored. As in
+	// Node, a handshake over WebSocket gets none.
+	Cookie *http.Cookie
+	// Headers, if set, may add headers to the answers to the requests of
+	// sessions: initial is true for the handshake (Node's
+	// "initial_headers" and "headers" events), false for the later polling
+	// requests ("headers"). It runs on the request's goroutine, before the
+	// answer is written; refusals (HTTP 400/403) do not go through it.
+	Headers func(h http.Header, r *http.Request, initial bool)
+	// ConnectionError, if set, is told of each request refused before it
+	// reaches a session or opens one (Node's "connection_error"): code and
+	// message as in the answer, context with details (transport, sid,
+	// method, name, protocol, message), as Node gives them. It runs on the
+	// request's goroutine, before the answer is written.
+	ConnectionError func(r *http.Request, code int, message string, context map[string]any)
 	// DisableHTTPCompression turns off the gzip/deflate compression of
 	// polling responses of at least CompressionThreshold bytes, on by
 	// default as in Node.

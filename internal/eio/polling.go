@@ -29,6 +29,14 @@ func (srv *Server) handshakePolling(w http.ResponseWriter, r *http.Request) {
 		srv.abort(w, false, codeForbidden, "")
 		return
 	}
+	if c := srv.opts.Cookie; c != nil {
+		cookie := *c
+		cookie.Value = s.id
+		if v := cookie.String(); v != "" {
+			w.Header().Add("Set-Cookie", v)
+		}
+	}
+	srv.addHeaders(w, r, true)
 	if !srv.register(s, h, 0) && !s.lingering {
 		http.Error(w, "Service Unavailable", http.StatusServiceUnavailable)
 		return
@@ -46,11 +54,11 @@ func (s *Session) servePoll(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case s.transport != Polling:
 		s.mu.Unlock()
-		s.srv.abort(w, false, codeBadRequest, "")
+		s.srv.refuse(w, r, false, codeBadRequest, "", map[string]any{"name": "TRANSPORT_MISMATCH", "transport": Polling, "previousTransport": WebSocket})
 		return
 	case s.ended && !s.lingering:
 		s.mu.Unlock()
-		s.srv.abort(w, false, codeUnknownSID, "")
+		s.srv.refuse(w, r, false, codeUnknownSID, "", map[string]any{"sid": s.id})
 		return
 	case s.poll != nil:
 		// Node: "overlap from client"; the pending GET gets the close
@@ -260,11 +268,11 @@ func (s *Session) servePost(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case s.transport != Polling:
 		s.mu.Unlock()
-		s.srv.abort(w, false, codeBadRequest, "")
+		s.srv.refuse(w, r, false, codeBadRequest, "", map[string]any{"name": "TRANSPORT_MISMATCH", "transport": Polling, "previousTransport": WebSocket})
 		return
 	case s.ended && !s.lingering:
 		s.mu.Unlock()
-		s.srv.abort(w, false, codeUnknownSID, "")
+		s.srv.refuse(w, r, false, codeUnknownSID, "", map[string]any{"sid": s.id})
 		return
 	case s.posting:
 		// Node: "data request overlap from client".

@@ -68,6 +68,28 @@ func NewServer(opts Options, accept func(s *Session) Handler) (*Server, error) {
 // Count returns the number of open sessions.
 func (srv *Server) Count() int { return int(srv.count.Load()) }
 
+// PollingCount returns the number of open sessions on the polling
+// transport (not upgraded). It visits every session: for dashboards.
+func (srv *Server) PollingCount() int {
+	srv.mu.Lock()
+	all := make([]*Session, 0, len(srv.sessions))
+	for _, s := range srv.sessions {
+		all = append(all, s)
+	}
+	srv.mu.Unlock()
+	// Each session's lock is taken with the server's released: register
+	// takes them in the other order.
+	n := 0
+	for _, s := range all {
+		s.mu.Lock()
+		if s.counted && !s.ended && s.transport == Polling {
+			n++
+		}
+		s.mu.Unlock()
+	}
+	return n
+}
+
 // Close closes every session (reason "forced close": what is queued is
 // written, then a close frame or close packet), refuses new requests (503),
 // and waits, until ctx ends, for every goroutine of the engine (WebSocket
@@ -139,55 +161,57 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	transport := q.Get("transport")
 	if !srv.opts.allows(transport) {
-		srv.abort(w, upgrade, codeUnknownTransport, "")
+		srv.refuse(w, r, upgrade, codeUnknownTransport, "", map[string]any{"transport": transport})
 		return
 	}
 	if origin := r.Header.Get("Origin"); origin != "" && invalidHeaderValue(origin) {
-		srv.abort(w, upgrade, codeBadRequest, "")
+		srv.refuse(w, r, upgrade, codeBadRequest, "", map[string]any{"name": "INVALID_ORIGIN"})
 		return
 	}
 	if sid := q.Get("sid"); sid != "" {
 		s := srv.lookup(sid)
 		if s == nil {
-			srv.abort(w, upgrade, codeUnknownSID, "")
+			srv.refuse(w, r, upgrade, codeUnknownSID, "", map[string]any{"sid": sid})
 			return
 		}
 		switch {
 		case upgrade && transport == WebSocket:
 			srv.upgradeSession(w, r, s)
 		case upgrade || transport != Polling || q.Has("j"):
-			srv.abort(w, upgrade, codeBadRequest, "")
+			srv.refuse(w, r, upgrade, codeBadRequest, "", map[string]any{"name": "TRANSPORT_MISMATCH", "transport": transport})
 		case r.Method == http.MethodGet:
+			srv.addHeaders(w, r, false)
 			s.servePoll(w, r)
 		case r.Method == http.MethodPost:
+			srv.addHeaders(w, r, false)
 			s.servePost(w, r)
 		default:
-			srv.abort(w, false, codeBadRequest, "")
+			srv.refuse(w, r, false, codeBadRequest, "", map[string]any{"name": "BAD_METHOD", "method": r.Method})
 		}
 		return
 	}
 	// A handshake.
 	if r.Method != http.MethodGet {
-		srv.abort(w, upgrade, codeBadHandshakeMethod, "")
+		srv.refuse(w, r, upgrade, codeBadHandshakeMethod, "", map[string]any{"method": r.Method})
 		return
 	}
 	if (transport == WebSocket) != upgrade {
-		srv.abort(w, upgrade, codeBadRequest, "")
+		srv.refuse(w, r, upgrade, codeBadRequest, "", map[string]any{"name": "TRANSPORT_HANDSHAKE_ERROR"})
 		return
 	}
 	if srv.opts.AllowRequest != nil {
 		if err := srv.opts.AllowRequest(r); err != nil {
-			srv.abort(w, upgrade, codeForbidden, err.Error())
+			srv.refuse(w, r, upgrade, codeForbidden, err.Error(), map[string]any{"message": err.Error()})
 			return
 		}
 	}
 	if q.Get("EIO") != "4" {
-		srv.abort(w, upgrade, codeUnsupportedVersion, "")
+		srv.refuse(w, r, upgrade, codeUnsupportedVersion, "", map[string]any{"protocol": q.Get("EIO")})
 		return
 	}
 	if q.Has("j") {
 		// JSONP polling is not offered (Node 6 has it).
-		srv.abort(w, upgrade, codeBadRequest, "")
+		srv.refuse(w, r, upgrade, codeBadRequest, "", map[string]any{"name": "JSONP_UNSUPPORTED"})
 		return
 	}
 	if upgrade {
@@ -195,6 +219,57 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	srv.handshakePolling(w, r)
+}
+
+// refuse answers a refused request (abort), after telling
+// Options.ConnectionError, as Node emits "connection_error" with the
+// code's standard message and the details in context.
+func (srv *Server) refuse(w http.ResponseWriter, r *http.Request, upgrade bool, code int, message string, context map[string]any) {
+	if f := srv.opts.ConnectionError; f != nil {
+		f(r, code, errorMessages[code], context)
+	}
+	srv.abort(w, upgrade, code, message)
+}
+
+// addHeaders runs Options.Headers on the headers of a polling answer.
+func (srv *Server) addHeaders(w http.ResponseWriter, r *http.Request, initial bool) {
+	if f := srv.opts.Headers; f != nil {
+		f(w.Header(), r, initial)
+	}
+}
+
+// upgradeHeaders runs Options.Headers for the WebSocket request r (a
+// handshake when it has no sid) and returns the header lines to add to its
+// 101 response, each "Name: value\r\n". Headers the WebSocket handshake
+// owns, and values that would break the response (CR, LF), are left out.
+func (srv *Server) upgradeHeaders(r *http.Request) []byte {
+	f := srv.opts.Headers
+	if f == nil {
+		return nil
+	}
+	h := http.Header{}
+	f(h, r, r.URL.Query().Get("sid") == "")
+	var out []byte
+	for name, values := range h {
+		switch http.CanonicalHeaderKey(name) {
+		case "Connection", "Upgrade", "Content-Length", "Transfer-Encoding",
+			"Sec-Websocket-Accept", "Sec-Websocket-Extensions", "Sec-Websocket-Protocol", "Sec-Websocket-Version":
+			continue
+		}
+		if strings.ContainsAny(name, "\r\n: ") || name == "" {
+			continue
+		}
+		for _, v := range values {
+			if strings.ContainsAny(v, "\r\n") {
+				continue
+			}
+			out = append(out, name...)
+			out = append(out, ": "...)
+			out = append(out, v...)
+			out = append(out, "\r\n"...)
+		}
+	}
+	return out
 }
 
 // abort answers a refused request as Node does: 400 (403 for code 4) with

@@ -77,7 +77,9 @@ func (srv *Server) acceptWebSocket(w http.ResponseWriter, r *http.Request) (*wsC
 	resp := make([]byte, 0, 160)
 	resp = append(resp, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
 	resp = base64.StdEncoding.AppendEncode(resp, h.Sum(nil))
-	resp = append(resp, "\r\n\r\n"...)
+	resp = append(resp, "\r\n"...)
+	resp = append(resp, srv.upgradeHeaders(r)...) // Options.Headers (server.go)
+	resp = append(resp, "\r\n"...)
 	return c, resp
 }
 

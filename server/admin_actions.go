@@ -1,0 +1,145 @@
+package server
+
+import (
+	"fmt"
+	"strings"
+)
+
+// The actions the Admin UI sends, as instrument() handles them on
+// Socket.IO v4: each selects sockets by namespace and, optionally, a room
+// (a socket's id for one socket) and goes through the cluster API, so that
+// it reaches the sockets on every node.
+//
+//	emit(nsp, filter, event, ...args)
+//	join(nsp, room, filter)
+//	leave(nsp, room, filter)
+//	_disconnect(nsp, close, filter)
+
+// registerActions adds the action handlers to an admin socket. In
+// read-only mode the UI is offered none and an action sent anyway is
+// refused: logged, and answered with an error when the sender asked for
+// an acknowledgement (the UI never does).
+func (a *admin) registerActions(s *Socket) {
+	for name, act := range map[string]func([]any) error{
+		"emit":        a.actEmit,
+		"join":        a.actJoin,
+		"leave":       a.actLeave,
+		"_disconnect": a.actDisconnect,
+	} {
+		s.On(name, func(e *Event) {
+			if a.cfg.ReadOnly {
+				a.log.Info("admin: action refused: read-only", "action", name, "sid", s.ID())
+				e.Ack(map[string]any{"error": "read-only"})
+				return
+			}
+			if err := act(e.Args); err != nil {
+				a.log.Info("admin: action refused", "action", name, "sid", s.ID(), "err", err)
+				e.Ack(map[string]any{"error": err.Error()})
+				return
+			}
+			a.log.Info("admin: action", "action", name, "args", e.Args, "sid", s.ID())
+			e.Ack()
+		})
+	}
+}
+
+// target is the selection of an action: the namespace nsp, narrowed to the
+// room filter when one is given.
+func (a *admin) target(nsp any, filter any) (*Broadcast, error) {
+	name, ok := nsp.(string)
+	if !ok || !strings.HasPrefix(name, "/") {
+		return nil, fmt.Errorf("namespace %v is not a name such as \"/\"", nsp)
+	}
+	n := a.srv.namespaceFor(name)
+	switch f := filter.(type) {
+	case nil:
+		return n.all(), nil
+	case string:
+		if f == "" {
+			return n.all(), nil
+		}
+		return n.In(f), nil
+	default:
+		return nil, fmt.Errorf("filter %v is not a room name", filter)
+	}
+}
+
+// namespaceFor is the namespace an admin action names: the one this node
+// has, a dynamic one a parent serves, or else a new one, as Node's
+// io.of(nsp), so that the action reaches the nodes that have it.
+func (s *Server) namespaceFor(name string) *Namespace {
+	if n := s.lookup(name, map[string]any{}); n != nil {
+		return n
+	}
+	return s.Of(name)
+}
+
+func arg(args []any, i int) any {
+	if i < len(args) {
+		return args[i]
+	}
+	return nil
+}
+
+func roomArg(args []any, i int) (string, error) {
+	room, ok := arg(args, i).(string)
+	if !ok || room == "" {
+		return "", fmt.Errorf("room %v is not a room name", arg(args, i))
+	}
+	return room, nil
+}
+
+func (a *admin) actEmit(args []any) error {
+	b, err := a.target(arg(args, 0), arg(args, 1))
+	if err != nil {
+		return err
+	}
+	event, ok := arg(args, 2).(string)
+	if !ok {
+		return fmt.Errorf("event %v is not an event name", arg(args, 2))
+	}
+	var rest []any
+	if len(args) > 3 {
+		rest = args[3:]
+	}
+	return b.Emit(event, rest...)
+}
+
+func (a *admin) actJoin(args []any) error {
+	room, err := roomArg(args, 1)
+	if err != nil {
+		return err
+	}
+	b, err := a.target(arg(args, 0), arg(args, 2))
+	if err != nil {
+		return err
+	}
+	b.SocketsJoin(room)
+	return nil
+}
+
+func (a *admin) actLeave(args []any) error {
+	room, err := roomArg(args, 1)
+	if err != nil {
+		return err
+	}
+	b, err := a.target(arg(args, 0), arg(args, 2))
+	if err != nil {
+		return err
+	}
+	b.SocketsLeave(room)
+	return nil
+}
+
+func (a *admin) actDisconnect(args []any) error {
+	closeConn, ok := arg(args, 1).(bool)
+	if !ok && arg(args, 1) != nil {
+		return fmt.Errorf("close %v is not a boolean", arg(args, 1))
+	}
+	b, err := a.target(arg(args, 0), arg(args, 2))
+	if err != nil {
+		return err
+	}
+	b.DisconnectSockets(closeConn)
+	return nil
+}
