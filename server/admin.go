@@ -101,11 +101,15 @@ func (s *Server) instrumentAdmin() error {
 	a.nsp = s.Of(cfg.Namespace)
 	a.feed = newAdminFeed(a.nsp, adminFeedSize, dropped, a.log)
 	a.stats = newAdminStats(s, cfg.ServerID)
+	a.stats.observeEngine()
 	if a.auth != nil {
 		a.nsp.Use(a.auth.middleware)
 	}
 	a.nsp.OnConnection(a.onAdminConnection)
 	if a.dev {
+		// The namespaces there are, and each one created later before
+		// its first socket connects.
+		s.OnNewNamespace(func(*Namespace) { a.instrumentNamespaces() })
 		a.instrumentNamespaces()
 	}
 
@@ -137,9 +141,6 @@ func (a *admin) run(ctx context.Context) {
 				continue
 			}
 			if a.dev {
-				// Namespaces created since (Of, dynamic ones) get their
-				// listeners here at the latest.
-				a.instrumentNamespaces()
 				a.reportUpgrades()
 			}
 			a.emitStats()

@@ -14,9 +14,8 @@ import (
 // cluster-wide.
 
 // instrumentNamespaces adds the feed's listeners to the namespaces it has
-// not seen yet. It runs at start and on every stats tick: a namespace
-// created since (Of, a dynamic one) is covered within adminStatsInterval,
-// its sockets connected meanwhile reported then.
+// not seen yet. It runs at start and for each namespace created later
+// (OnNewNamespace), before that namespace's first socket connects.
 func (a *admin) instrumentNamespaces() {
 	for _, n := range a.srv.Namespaces() {
 		a.mu.Lock()

@@ -2,6 +2,7 @@ package server
 
 import (
 	"os"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,7 +12,9 @@ import (
 // adminStats makes this node's server_stats, as instrument() emits them
 // every 2 seconds. The aggregated events (bytes and packets in and out)
 // are the growth of the server's Engine.IO counters since the previous
-// stats: the same figures /metrics serves, in the UI's format.
+// stats: the same figures /metrics serves, in the UI's format; with
+// rawConnection and rawDisconnection (by the engine's reason), the
+// sessions opened and closed meanwhile.
 type adminStats struct {
 	srv      *Server
 	serverID string
@@ -21,6 +24,31 @@ type adminStats struct {
 	// The counters' values at the previous stats (only the admin
 	// goroutine reads and writes them).
 	last map[string]float64
+
+	// Engine.IO sessions opened, and closed by reason, since the previous
+	// stats (engineObserver).
+	rawMu     sync.Mutex
+	rawOpened int64
+	rawClosed map[string]int64
+}
+
+// observeEngine counts the sessions opening and closing from now on.
+func (st *adminStats) observeEngine() {
+	st.srv.engineObs.Store(&engineObserver{
+		opened: func() {
+			st.rawMu.Lock()
+			st.rawOpened++
+			st.rawMu.Unlock()
+		},
+		closed: func(reason string) {
+			st.rawMu.Lock()
+			if st.rawClosed == nil {
+				st.rawClosed = map[string]int64{}
+			}
+			st.rawClosed[reason]++ // a handful of reasons: bounded
+			st.rawMu.Unlock()
+		},
+	})
 }
 
 func newAdminStats(s *Server, serverID string) *adminStats {
@@ -68,6 +96,16 @@ func (st *adminStats) aggregated(now time.Time) []any {
 			out = append(out, map[string]any{"timestamp": ts, "type": c.typ, "count": int64(d)})
 		}
 		st.last[c.typ] = v
+	}
+	st.rawMu.Lock()
+	opened, closed := st.rawOpened, st.rawClosed
+	st.rawOpened, st.rawClosed = 0, nil
+	st.rawMu.Unlock()
+	if opened > 0 {
+		out = append(out, map[string]any{"timestamp": ts, "type": "rawConnection", "count": opened})
+	}
+	for reason, n := range closed {
+		out = append(out, map[string]any{"timestamp": ts, "type": "rawDisconnection", "subType": reason, "count": n})
 	}
 	return out
 }

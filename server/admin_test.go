@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -185,9 +186,43 @@ func TestAdminProtocol(t *testing.T) {
 	}
 	adminEvent(t, cl, "adm", "socket_disconnected", func(a []any) bool { return at(a, 1) == sid && at(a, 2) == "server namespace disconnect" })
 
+	// The dashboard's connection chart: u1's Engine.IO session opened, and
+	// closed once its only namespace was disconnected.
+	aggregated := func(typ, subType string) func(a []any) bool {
+		return func(a []any) bool {
+			evs, _ := field2(at(a, 0), "aggregatedEvents").([]any)
+			for _, e := range evs {
+				if field(e, "type") == typ && field(e, "subType") == subType {
+					n, _ := field2(e, "count").(float64)
+					return n >= 1
+				}
+			}
+			return false
+		}
+	}
+	adminEvent(t, cl, "adm", "server_stats", aggregated("rawConnection", ""))
+	adminEvent(t, cl, "adm", "server_stats", aggregated("rawDisconnection", "transport close"))
+
 	// The session id the UI stores lets it in again without the password.
 	cl.Connect(t, "adm2", ts.URL+"/admin", nil, map[string]any{"auth": map[string]any{"sessionId": at(session, 0)}})
 	adminEvent(t, cl, "adm2", "config", nil)
+}
+
+// TestAdminNewNamespace: a dynamic namespace created after the server
+// started is followed from its first socket on (OnNewNamespace).
+func TestAdminNewNamespace(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, server.Config{Admin: adminConfig("node-a")}, func(srv *server.Server) {
+		srv.OfDynamic(func(name string, _ map[string]any) bool { return strings.HasPrefix(name, "/room-") })
+	})
+	cl := siotest.StartClients(t)
+	cl.Connect(t, "adm", ts.URL+"/admin", nil, adminAuth())
+	adminEvent(t, cl, "adm", "config", nil)
+	sid := cl.Connect(t, "u1", ts.URL+"/room-1", nil, nil).Sid
+	conn := adminEvent(t, cl, "adm", "socket_connected", func(a []any) bool { return field(at(a, 0), "id") == sid })
+	if s, _ := at(conn, 0).(map[string]any); s["nsp"] != "/room-1" {
+		t.Errorf("socket_connected: %v", s)
+	}
 }
 
 // TestAdminAuthRefused: wrong credentials get instrument()'s error, and no

@@ -46,7 +46,18 @@ func (s *Server) accept(sess *eio.Session) eio.Handler {
 		dec:  siocodec.NewDecoder(siocodec.Limits{MaxAttachments: s.cfg.MaxAttachments, MaxAttachmentBytes: s.cfg.MaxAttachmentBytes}),
 	}
 	c.connectTimer = time.AfterFunc(s.cfg.ConnectTimeout, c.connectTimedOut)
+	if o := s.engineObs.Load(); o != nil {
+		o.opened()
+	}
 	return c
+}
+
+// engineObserver is told of every Engine.IO session opening and closing,
+// with the engine's reason (the Admin UI's rawConnection and
+// rawDisconnection); its functions must not block.
+type engineObserver struct {
+	opened func()
+	closed func(reason string)
 }
 
 // socketLocked returns the socket of namespace nsp, or nil. Called holding
@@ -144,6 +155,9 @@ func (c *client) OnMessage(data []byte, binary bool) {
 // OnClose implements eio.Handler: the session has ended; every socket of
 // the client disconnects with the engine's reason.
 func (c *client) OnClose(reason string) {
+	if o := c.srv.engineObs.Load(); o != nil {
+		o.closed(reason)
+	}
 	c.mu.Lock()
 	c.closed = true
 	c.stopConnectTimerLocked()

@@ -66,14 +66,47 @@ func (s *Server) Of(name string) *Namespace {
 		name = "/" + name
 	}
 	s.nspMu.Lock()
-	defer s.nspMu.Unlock()
 	if n, ok := s.nsps[name]; ok {
+		s.nspMu.Unlock()
 		return n
 	}
 	n := s.newNamespace(name)
 	n.adapter = s.newAdapter((*local)(n))
 	s.nsps[name] = n
+	s.nspMu.Unlock()
+	s.newNamespaceCreated(n)
 	return n
+}
+
+// OnNewNamespace registers a handler called with each namespace created
+// from now on (Node's io.on("new_namespace")): by Of, and a dynamic
+// namespace's child when its first client asks for it, before that client
+// connects. It runs on the goroutine that creates the namespace (for a
+// dynamic child, the client's reading goroutine, as OfDynamic's match
+// function): keep it short. Register handlers and middlewares on the
+// namespace there, for its first socket already.
+func (s *Server) OnNewNamespace(h func(*Namespace)) {
+	s.nspMu.Lock()
+	s.onNewNsp = append(s.onNewNsp, h)
+	s.nspMu.Unlock()
+}
+
+// newNamespaceCreated runs the OnNewNamespace handlers for n, a panic
+// logged.
+func (s *Server) newNamespaceCreated(n *Namespace) {
+	s.nspMu.Lock()
+	hs := s.onNewNsp
+	s.nspMu.Unlock()
+	for _, h := range hs {
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					s.log.Error("sockstream: OnNewNamespace handler panicked", "nsp", n.name, "panic", r)
+				}
+			}()
+			h(n)
+		}()
+	}
 }
 
 // OfDynamic serves every namespace whose name match accepts: a client may
@@ -115,6 +148,7 @@ func (s *Server) lookup(name string, auth map[string]any) *Namespace {
 		child.adapter = s.newAdapter((*local)(child))
 		s.nsps[name] = child
 		s.nspMu.Unlock()
+		s.newNamespaceCreated(child)
 		return child
 	}
 	return nil

@@ -47,6 +47,11 @@ type Server struct {
 	nspMu   sync.Mutex
 	nsps    map[string]*Namespace // by name, the children of dynamic ones included
 	parents []*Namespace          // dynamic namespaces (OfDynamic)
+	// onNewNsp are the OnNewNamespace handlers.
+	onNewNsp []func(*Namespace)
+	// engineObs, if set (the Admin UI), is told of Engine.IO sessions
+	// opening and closing.
+	engineObs atomic.Pointer[engineObserver]
 
 	// busy counts handler goroutines and disconnections in flight.
 	busy activity
