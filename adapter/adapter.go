@@ -22,17 +22,20 @@ const maxBatch = 256
 //
 // Operations that publish (Broadcast, BroadcastWithAck, AddSockets,
 // DelSockets, DisconnectSockets, ServerSideEmit, the FETCH_SOCKETS request)
-// are queued and carried out by one goroutine, in call order: it publishes a
-// message, then applies it to the local sockets, so two operations of a
-// namespace reach every node, this one included, in the same order. The
+// are queued and carried out one at a time, in call order, by the
+// Builder's node-level workers (scheduler.go): a message is published, then
+// applied to the local sockets, so two operations of a namespace reach
+// every node, this one included, in the same order. The messages of other
+// nodes and their server-side events have queues of their own, served the
+// same way; a namespace with nothing queued holds no goroutine. The
 // caller waits until its message was handed to the transport and the
 // transport answered (what its answer means: Transport.Publish); callers that wait at the same time are published
 // together, in one PublishBatch. Local-only operations (Flags.Local) and
 // volatile broadcasts are queued the same way but not waited for.
 //
 // It runs from Builder.New to Close: New subscribes (in the background,
-// retrying until the transport accepts), announces the node and starts the
-// heartbeats; Close undoes all of it.
+// retrying until the transport accepts), announces the node and joins the
+// Builder's heartbeats; Close undoes all of it.
 type NamespaceAdapter struct {
 	b         *Builder
 	transport Transport
@@ -59,10 +62,12 @@ type NamespaceAdapter struct {
 	out     *fifo[*outItem]
 	outMu   sync.RWMutex // guards closing against pushes to out
 	closing bool
-	outStop chan struct{}
-	outDone chan struct{}
 	inbound *fifo[*Message]
 	sse     *fifo[*Message]
+
+	// The work of the namespace, run by the Builder's workers: publishing
+	// out, applying inbound, handing sse over, subscribing.
+	outTask, inTask, sseTask, subTask *task
 
 	mu          sync.Mutex
 	alive       map[string]time.Time // peer uid -> last message
@@ -72,6 +77,10 @@ type NamespaceAdapter struct {
 
 	unsubscribe func()
 	subscribed  chan struct{}
+	// subStopped: Close has begun; a subscription made meanwhile is undone.
+	subStopped bool
+	subTimer   *time.Timer   // the next subscription attempt, after a failure
+	subBackoff time.Duration // the wait before the next attempt
 
 	closeOnce sync.Once
 	closed    chan struct{} // closed when Close has finished
@@ -118,8 +127,6 @@ func newNamespaceAdapter(b *Builder, nsp Namespace) *NamespaceAdapter {
 		pubCtx:      pubCtx,
 		pubCancel:   pubCancel,
 		out:         newFifo[*outItem](),
-		outStop:     make(chan struct{}),
-		outDone:     make(chan struct{}),
 		inbound:     newFifo[*Message](),
 		sse:         newFifo[*Message](),
 		alive:       map[string]time.Time{},
@@ -132,6 +139,13 @@ func newNamespaceAdapter(b *Builder, nsp Namespace) *NamespaceAdapter {
 	a.index.obs, _ = nsp.(RoomObserver)
 	a.batcher, _ = b.transport.(BatchPublisher)
 	a.log = b.log.With("nsp", a.name, "uid", a.uid)
+	a.outTask = newTask(b.sched, a.outStep)
+	a.inTask = newTask(b.sched, func() bool { return a.drainStep(a.inbound, a.apply, a.nsp.Flush) })
+	a.sseTask = newTask(b.sched, func() bool { return a.drainStep(a.sse, a.serverSideEmit, nil) })
+	a.subTask = newTask(b.sched, a.subscribeStep)
+	a.out.notify = a.outTask.wake
+	a.inbound.notify = a.inTask.wake
+	a.sse.notify = a.sseTask.wake
 	return a
 }
 
@@ -141,25 +155,13 @@ func (a *NamespaceAdapter) UID() string { return a.uid }
 // Name is the namespace's name.
 func (a *NamespaceAdapter) Name() string { return a.name }
 
-// start subscribes to the namespace's messages (in the background),
-// announces the node with INITIAL_HEARTBEAT once subscribed and starts the
-// heartbeat loop and the workers. Builder.New calls it.
+// start subscribes to the namespace's messages (in the background, on a
+// worker); once subscribed, the adapter announces the node with
+// INITIAL_HEARTBEAT and joins the Builder's heartbeats. Builder.New calls
+// it.
 func (a *NamespaceAdapter) start() {
 	a.m.peersAlive.WithLabelValues(a.name).Set(0)
-	a.startWorker(a.outLoop)
-	a.startWorker(a.inboundLoop)
-	a.startWorker(a.sseLoop)
-	a.startWorker(a.subscribeLoop)
-	a.startWorker(a.livenessLoop)
-}
-
-// startWorker runs f on a goroutine owned by the adapter.
-func (a *NamespaceAdapter) startWorker(f func()) {
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
-		f()
-	}()
+	a.subTask.wake()
 }
 
 // spawn runs f on a new goroutine tracked by Close; it refuses (and returns
@@ -178,31 +180,52 @@ func (a *NamespaceAdapter) spawn(f func()) bool {
 	return true
 }
 
-// subscribeLoop subscribes through the transport, retrying until it works or
-// the adapter closes, then publishes INITIAL_HEARTBEAT.
-func (a *NamespaceAdapter) subscribeLoop() {
-	backoff := 50 * time.Millisecond
-	for {
-		unsub, err := a.transport.Subscribe(a.ctx, a.name, a.uid, a.onMessage)
-		if err == nil {
-			a.mu.Lock()
-			a.unsubscribe = unsub
-			a.mu.Unlock()
-			close(a.subscribed)
-			a.push(&outItem{msg: a.message(InitialHeartbeat, nil)})
-			return
-		}
-		if a.ctx.Err() != nil {
-			return
-		}
-		a.log.Warn("subscribe failed, retrying", "err", err, "in", backoff)
-		select {
-		case <-a.ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 5*time.Second)
+// subscribeStep subscribes through the transport (a run of subTask). On
+// failure it schedules another attempt, with backoff, on a timer (no
+// goroutine waits meanwhile); on success it publishes INITIAL_HEARTBEAT
+// and joins the Builder's heartbeats and liveness checks.
+func (a *NamespaceAdapter) subscribeStep() bool {
+	if a.ctx.Err() != nil {
+		return false
 	}
+	unsub, err := a.transport.Subscribe(a.ctx, a.name, a.uid, a.onMessage)
+	if err != nil {
+		if a.ctx.Err() != nil {
+			return false
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.subStopped {
+			return false
+		}
+		a.subBackoff = min(max(2*a.subBackoff, 50*time.Millisecond), 5*time.Second)
+		a.log.Warn("subscribe failed, retrying", "err", err, "in", a.subBackoff)
+		a.subTimer = time.AfterFunc(a.subBackoff, func() {
+			// Under a.mu: Close either sees the timer or stops it.
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			if !a.subStopped {
+				a.subTask.wake()
+			}
+		})
+		return false
+	}
+	a.mu.Lock()
+	if a.subStopped {
+		a.mu.Unlock()
+		unsub()
+		return false
+	}
+	a.unsubscribe = unsub
+	// Under a.mu, with unsubscribe: Close, which reads it there, undoes
+	// both. Reported from the subscription to the close: the span in which
+	// the adapter tracks peers.
+	a.m.peers.add(a)
+	a.b.live(a)
+	a.mu.Unlock()
+	close(a.subscribed)
+	a.push(&outItem{msg: a.message(InitialHeartbeat, nil)})
+	return false
 }
 
 func (a *NamespaceAdapter) message(t MessageType, data any) *Message {
@@ -241,29 +264,18 @@ func (a *NamespaceAdapter) pushOp(it *outItem, wait bool) error {
 	return <-it.done
 }
 
-// outLoop is the outbound worker: it publishes queued messages in order and
-// applies each operation locally once its message is published.
-func (a *NamespaceAdapter) outLoop() {
-	defer close(a.outDone)
-	for {
-		batch := 1
-		if a.batcher != nil {
-			batch = maxBatch
-		}
-		items := a.out.take(batch)
-		if len(items) == 0 {
-			select {
-			case <-a.out.signal:
-				continue
-			case <-a.outStop:
-				if a.out.len() == 0 {
-					return
-				}
-				continue
-			}
-		}
+// outStep is a run of the outbound task: it publishes one batch of queued
+// messages, in order, and applies each operation locally once its message
+// is published.
+func (a *NamespaceAdapter) outStep() bool {
+	batch := 1
+	if a.batcher != nil {
+		batch = maxBatch
+	}
+	if items := a.out.take(batch); len(items) > 0 {
 		a.process(items)
 	}
+	return a.out.len() > 0
 }
 
 func (a *NamespaceAdapter) process(items []*outItem) {
@@ -808,26 +820,39 @@ func (a *NamespaceAdapter) shutdown() {
 	a.outMu.Lock()
 	a.closing = true
 	a.outMu.Unlock()
-	close(a.outStop)
 
-	// Let the outbound worker publish what is queued, within RequestTimeout.
+	// Let the outbound task publish what is queued, within RequestTimeout
+	// (nothing more can be queued: push refuses once closing).
 	timer := time.AfterFunc(a.opts.RequestTimeout, a.pubCancel)
-	<-a.outDone
+	a.outTask.stop()
 	timer.Stop()
 
 	a.mu.Lock()
 	unsub := a.unsubscribe
+	a.subStopped = true
+	if a.subTimer != nil {
+		a.subTimer.Stop()
+	}
 	a.mu.Unlock()
 	if unsub != nil {
+		a.b.unlive(a)
 		ctx, cancel := context.WithTimeout(a.pubCtx, a.opts.RequestTimeout)
 		if _, err := a.transport.Publish(ctx, a.message(AdapterClose, nil)); err != nil {
 			a.log.Debug("publishing ADAPTER_CLOSE failed", "err", err)
 		}
 		cancel()
 		unsub()
+		a.m.peers.remove(a)
 	}
 	a.pubCancel()
 	a.cancel()
+	// A Subscribe in flight ends with the context (and is undone: see
+	// subscribeStep); the inbound runs stop at their next message.
+	a.subTask.stop()
+	a.inTask.stop()
+	a.sseTask.stop()
+	a.inbound.discard()
+	a.sse.discard()
 	a.failPending()
 
 	a.spawnMu.Lock()

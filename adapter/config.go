@@ -13,6 +13,7 @@ const (
 	DefaultHeartbeatTimeout  = 10 * time.Second
 	DefaultRequestTimeout    = 5 * time.Second
 	DefaultInboundQueueSize  = 1024
+	DefaultWorkers           = 64
 )
 
 // Config configures the cluster adapter (it is not called Options because
@@ -47,6 +48,15 @@ type Config struct {
 	// sockstream_adapter_inbound_dropped_total and logged. Default
 	// DefaultInboundQueueSize (1,024 messages).
 	InboundQueueSize int
+
+	// Workers bounds the goroutines that run the queued work of all the
+	// namespaces of a Builder (publishing, applying other nodes' messages,
+	// server-side events, subscribing): a namespace with work is served by
+	// one of them, in order, and an idle namespace holds none; they exit
+	// when no namespace has work. A worker may wait for the transport (up
+	// to its request timeout while Redis does not answer), so this is also
+	// how many namespaces can publish at once. Default DefaultWorkers (64).
+	Workers int
 
 	// Logger receives warnings (malformed peer messages, publish errors) and
 	// debug lines. Default slog.Default().
@@ -83,6 +93,12 @@ func (o Config) withDefaults() (Config, error) {
 	}
 	if o.InboundQueueSize < 0 {
 		return o, &ConfigError{Field: "InboundQueueSize", Reason: "must not be negative"}
+	}
+	if o.Workers < 0 {
+		return o, &ConfigError{Field: "Workers", Reason: "must not be negative"}
+	}
+	if o.Workers == 0 {
+		o.Workers = DefaultWorkers
 	}
 	if o.InboundQueueSize == 0 {
 		o.InboundQueueSize = DefaultInboundQueueSize

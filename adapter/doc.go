@@ -30,5 +30,13 @@
 //   - Bad input from peers (malformed messages) is logged, counted in
 //     sockstream_adapter_malformed_messages_total and skipped.
 //
+// # Resources
+//
+// A namespace costs no goroutine: its queued work (publications, other
+// nodes' messages, server-side events) runs, in order, on at most
+// Config.Workers node-level workers of its Builder, and one ticker of the
+// Builder sends every namespace's heartbeats (see Builder and
+// docs/cluster.md).
+//
 // Metrics are registered on Config.Registerer only (see docs/metrics.md).
 package adapter

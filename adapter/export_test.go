@@ -10,3 +10,6 @@ func SetHandoverMaxHeld(a *NamespaceAdapter, n int) {
 // InboundHeld returns the messages queued on a's inbound queue plus the
 // one being applied.
 func InboundHeld(a *NamespaceAdapter) int { return a.inbound.held() }
+
+// Subscribed is closed once a's transport subscription is made.
+func Subscribed(a *NamespaceAdapter) <-chan struct{} { return a.subscribed }

@@ -8,7 +8,7 @@ import (
 
 // onMessage is the Transport handler (called on the transport's reader
 // goroutine). It validates the message, keeps the peer table and the
-// requests up to date, and queues the rest for the inbound workers, so it
+// requests up to date, and queues the rest for the inbound tasks, so it
 // never calls the Socket.IO layer. It blocks only to apply backpressure:
 // see queueInbound.
 func (a *NamespaceAdapter) onMessage(msg *Message) {
@@ -125,7 +125,7 @@ func (a *NamespaceAdapter) malformed(msg *Message, reason string) {
 
 func typeName(v any) string { return fmt.Sprintf("%T", v) }
 
-// queueInbound queues msg for inboundLoop, within Config.InboundQueueSize
+// queueInbound queues msg for the inbound task, within Config.InboundQueueSize
 // (the messages queued plus the one being applied), per route:
 //
 //   - A message read from the stream (durable: it has an offset and is not
@@ -158,43 +158,30 @@ func (a *NamespaceAdapter) queueInbound(msg *Message) {
 		"queued", a.inbound.held(), "limit", 2*limit)
 }
 
-// inboundLoop applies, in order, the messages that act on local sockets.
-// The broadcasts of one take are written together (Namespace.Flush after
-// them): a node with a backlog writes each connection once per take, not
-// once per broadcast.
-func (a *NamespaceAdapter) inboundLoop() { a.drain(a.inbound, a.apply, a.nsp.Flush) }
-
-// drain hands every message queued on q to handle, in order, until the
-// adapter closes; it then discards what is left. Each message stays
-// counted against q's bound until handled. after, if not nil, runs after
-// each take's messages are handled.
-func (a *NamespaceAdapter) drain(q *fifo[*Message], handle func(*Message), after func()) {
-	defer q.discard()
+// drainStep is a run of the inbound or server-side-event task: it hands
+// one take of q (at most maxBatch messages) to handle, in order, each
+// message staying counted against q's bound until handled, then runs
+// after, if not nil: for the inbound queue, Namespace.Flush, so that the
+// broadcasts of one take are written together (a node with a backlog
+// writes each connection once per take, not once per broadcast). Once the
+// adapter closes, it handles nothing more (Close discards the rest).
+func (a *NamespaceAdapter) drainStep(q *fifo[*Message], handle func(*Message), after func()) bool {
+	msgs := q.takeHeld(maxBatch)
+	if len(msgs) == 0 {
+		return false
+	}
+	for i, msg := range msgs {
+		if a.ctx.Err() != nil {
+			break
+		}
+		handle(msg)
+		msgs[i] = nil
+		q.release()
+	}
 	if after != nil {
-		defer after() // what was handled before the adapter closed
+		after()
 	}
-	for {
-		msgs := q.takeHeld(0)
-		if len(msgs) == 0 {
-			select {
-			case <-q.signal:
-				continue
-			case <-a.ctx.Done():
-				return
-			}
-		}
-		for i, msg := range msgs {
-			if a.ctx.Err() != nil {
-				return
-			}
-			handle(msg)
-			msgs[i] = nil
-			q.release()
-		}
-		if after != nil {
-			after()
-		}
-	}
+	return a.ctx.Err() == nil && q.len() > 0
 }
 
 func (a *NamespaceAdapter) apply(msg *Message) {
@@ -234,10 +221,9 @@ func (a *NamespaceAdapter) apply(msg *Message) {
 	}
 }
 
-// sseLoop hands the other nodes' server-side events to the namespace, in
-// order, on a goroutine of its own: a slow Namespace.ServerSideEmit delays
-// other server-side events, not broadcasts.
-func (a *NamespaceAdapter) sseLoop() { a.drain(a.sse, a.serverSideEmit, nil) }
+// The other nodes' server-side events are handed to the namespace in
+// order by a task of their own (sseTask): a slow Namespace.ServerSideEmit
+// delays other server-side events, not broadcasts.
 
 func (a *NamespaceAdapter) serverSideEmit(msg *Message) {
 	defer a.recoverPanic("server-side emit")

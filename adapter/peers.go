@@ -54,42 +54,27 @@ func (a *NamespaceAdapter) touch(uid string, t MessageType) {
 	}
 }
 
-// livenessLoop publishes a HEARTBEAT every HeartbeatInterval and drops the
-// peers silent for longer than HeartbeatTimeout.
-func (a *NamespaceAdapter) livenessLoop() {
-	select {
-	case <-a.subscribed:
-	case <-a.ctx.Done():
-		return
-	}
-	// Reported from the subscription to the close: the span in which the
-	// adapter tracks peers.
-	a.m.peers.add(a)
-	defer a.m.peers.remove(a)
-	hb := time.NewTicker(a.opts.HeartbeatInterval)
-	defer hb.Stop()
-	check := time.NewTicker(max(a.opts.HeartbeatTimeout/4, 5*time.Millisecond))
-	defer check.Stop()
-	for {
-		select {
-		case <-a.ctx.Done():
-			return
-		case <-hb.C:
-			a.push(&outItem{msg: a.message(Heartbeat, nil)})
-		case now := <-check.C:
-			var silent []string
-			a.mu.Lock()
-			for uid, seen := range a.alive {
-				if now.Sub(seen) > a.opts.HeartbeatTimeout {
-					silent = append(silent, uid)
-				}
-			}
-			a.expireDeadLocked(now)
-			a.mu.Unlock()
-			for _, uid := range silent {
-				a.peerGone(uid, "timeout")
-			}
+// heartbeat queues a HEARTBEAT (the Builder's ticker calls it every
+// HeartbeatInterval for every subscribed adapter); after Close it is
+// refused.
+func (a *NamespaceAdapter) heartbeat() {
+	a.push(&outItem{msg: a.message(Heartbeat, nil)})
+}
+
+// checkPeers drops the peers silent for longer than HeartbeatTimeout (the
+// Builder's ticker calls it every HeartbeatTimeout/4).
+func (a *NamespaceAdapter) checkPeers(now time.Time) {
+	var silent []string
+	a.mu.Lock()
+	for uid, seen := range a.alive {
+		if now.Sub(seen) > a.opts.HeartbeatTimeout {
+			silent = append(silent, uid)
 		}
+	}
+	a.expireDeadLocked(now)
+	a.mu.Unlock()
+	for _, uid := range silent {
+		a.peerGone(uid, "timeout")
 	}
 }
 
@@ -103,6 +88,9 @@ func (a *NamespaceAdapter) peerGone(uid, reason string) {
 		a.mu.Unlock()
 		return
 	}
+	// Counted before the peer leaves the table: whoever sees it gone sees
+	// the count.
+	a.m.peersDead.WithLabelValues(reason).Inc()
 	delete(a.alive, uid)
 	a.dead[uid] = time.Now()
 	a.m.peersAlive.WithLabelValues(a.name).Set(float64(len(a.alive)))
@@ -122,7 +110,6 @@ func (a *NamespaceAdapter) peerGone(uid, reason string) {
 	}
 	a.mu.Unlock()
 
-	a.m.peersDead.WithLabelValues(reason).Inc()
 	if reason == "close" {
 		a.log.Debug("peer closed", "peer", uid)
 	} else {

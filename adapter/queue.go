@@ -5,7 +5,8 @@ import (
 	"sync"
 )
 
-// fifo is a FIFO queue with a wake-up signal for one consumer.
+// fifo is a FIFO queue that wakes its one consumer (notify: the task of
+// the namespace that drains it, see scheduler.go) when something is queued.
 //
 // push never blocks and applies no bound (the outbound and server-side
 // event queues use it). The inbound queue is bounded with pushWait and
@@ -16,12 +17,12 @@ type fifo[T any] struct {
 	items  []T
 	busy   int           // taken by takeHeld, not yet released
 	closed bool          // discarded: pushWait and pushUnder refuse
-	signal chan struct{} // something was queued
+	notify func()        // something was queued; set before the first push
 	room   chan struct{} // an item was released
 }
 
 func newFifo[T any]() *fifo[T] {
-	return &fifo[T]{signal: make(chan struct{}, 1), room: make(chan struct{}, 1)}
+	return &fifo[T]{room: make(chan struct{}, 1)}
 }
 
 func (q *fifo[T]) push(v T) {
@@ -32,9 +33,8 @@ func (q *fifo[T]) push(v T) {
 }
 
 func (q *fifo[T]) wake() {
-	select {
-	case q.signal <- struct{}{}:
-	default:
+	if q.notify != nil {
+		q.notify()
 	}
 }
 

@@ -68,9 +68,10 @@ type Handler func(msg *Message)
 
 // BatchPublisher is an optional interface a Transport may implement to let
 // the adapter pipeline its publications. The adapter publishes the messages
-// of one namespace from one goroutine, in order; without this interface it
-// waits for each Publish (one round trip per broadcast). With it, it hands
-// over everything queued meanwhile in one call.
+// of one namespace one batch at a time (on a node-level worker), in order;
+// without this interface it waits for each Publish (one round trip per
+// broadcast). With it, it hands over everything queued meanwhile in one
+// call.
 //
 // PublishBatch must behave like len(msgs) successive Publish calls made in
 // that order (same routing, same per-stream order, the same buffering while

@@ -94,11 +94,18 @@
 //
 // # Connections
 //
-// A transport opens one shared, auto-pipelined connection (commands,
-// XADD, PUBLISH, NUMSUB; the client Client returns), one dedicated
-// connection per stream for its blocking XREAD, and one dedicated pub/sub
-// connection per subscription (namespace adapter), two with sharded
-// pub/sub, so that unsubscribing is closing it. XRANGE with an exclusive
+// A transport opens one shared, auto-pipelined client (commands, XADD,
+// PUBLISH, NUMSUB; the client Client returns: one or two connections), one
+// dedicated connection per stream for its blocking XREAD, whose reader
+// serves every namespace of the stream, and one dedicated pub/sub
+// connection for the whole node, on which the channels of every
+// subscription (namespace adapter) are SUBSCRIBEd and UNSUBSCRIBEd as they
+// come and go (pubsub.go): a namespace costs no connection and no goroutine
+// of the transport. Only a second subscription of the same namespace on one
+// transport gets a second pub/sub connection, because NUMSUB, with which
+// nodes count each other, counts connections. With sharded pub/sub, each
+// subscription still has two connections of its own (its channels hash to
+// slots of different shards). XRANGE with an exclusive
 // start, used to reconcile lost XADD replies, needs Redis 6.2; gap
 // detection needs Redis 7.
 //

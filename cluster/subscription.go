@@ -14,7 +14,9 @@ import (
 
 // subscription is one Subscribe call: a namespace adapter (nsp, uid) and
 // its handler, fed by the stream readers (durable messages of nsp) and by
-// its own pub/sub loops (the public channel of nsp and its private one).
+// pub/sub (the public channel of nsp and its private one): on the node's
+// shared pub/sub connection (pubsub.go), or, with sharded pub/sub, on
+// receive loops of its own.
 type subscription struct {
 	t        *Transport
 	nsp, uid string
@@ -28,6 +30,11 @@ type subscription struct {
 	nReady   atomic.Int32
 	want     int32
 	readyOne sync.Once
+
+	gen int // its generation on the shared connections (pubsub.go)
+
+	confirmMu sync.Mutex
+	confirmed map[string]struct{} // channels subscribed at least once
 }
 
 // deliver calls the handler unless the subscription was cancelled; a panic
@@ -44,18 +51,15 @@ func (s *subscription) deliver(msg *adapter.Message) {
 	s.h(msg)
 }
 
-// channelSets returns the subscribe commands to keep alive: one SUBSCRIBE
-// for both channels, or, with sharded pub/sub, one SSUBSCRIBE per channel
-// (the two channels hash to different slots, maybe different shards).
+// channelSets returns the SSUBSCRIBE commands that the receive loops of a
+// sharded subscription keep alive: one per channel (the two channels hash
+// to different slots, maybe different shards).
 func (s *subscription) channelSets() [][]string {
-	if s.t.opts.UseShardedPubSub {
-		return [][]string{{s.public}, {s.private}}
-	}
-	return [][]string{{s.public, s.private}}
+	return [][]string{{s.public}, {s.private}}
 }
 
-// receiveLoop keeps channels subscribed until ctx is done: it resubscribes
-// after every failure, with backoff.
+// receiveLoop keeps channels subscribed (sharded pub/sub) until ctx is
+// done: it resubscribes after every failure, with backoff.
 func (s *subscription) receiveLoop(ctx context.Context, channels []string) {
 	defer s.wg.Done()
 	t := s.t
@@ -113,13 +117,29 @@ func (s *subscription) receiveLoop(ctx context.Context, channels []string) {
 	}
 }
 
+// confirm records that channel was subscribed (on the shared connection);
+// ready is closed once both channels were.
+func (s *subscription) confirm(channel string) {
+	s.confirmMu.Lock()
+	if s.confirmed == nil {
+		s.confirmed = map[string]struct{}{}
+	}
+	_, seen := s.confirmed[channel]
+	s.confirmed[channel] = struct{}{}
+	s.confirmMu.Unlock()
+	if !seen {
+		s.markReady()
+	}
+}
+
 func (s *subscription) markReady() {
 	if s.nReady.Add(1) == s.want {
 		s.readyOne.Do(func() { close(s.ready) })
 	}
 }
 
-// onPubSub runs on the goroutine of receiveLoop; it must not block for long,
+// onPubSub runs on the connection's reading goroutine (shared connection)
+// or on receiveLoop's (sharded); it must not block for long,
 // so it only queues for the dispatcher, on its pub/sub lane (which stream
 // backpressure never holds up, see dispatcher).
 func (s *subscription) onPubSub(m rueidis.PubSubMessage) {

@@ -35,9 +35,11 @@ type Transport struct {
 
 	dispatch *dispatcher
 	out      *outbox
+	pubsub   *pubsubHub // the shared pub/sub connections (not sharded)
 
 	mu     sync.Mutex
 	subs   map[string][]*subscription // by namespace
+	nsubs  int                        // the subscriptions in subs
 	closed bool
 
 	readers        int32
@@ -90,6 +92,7 @@ func New(opts Options) (*Transport, error) {
 		dispatch:  newDispatcher(m),
 		subs:      map[string][]*subscription{},
 	}
+	t.pubsub = newPubsubHub(t)
 	t.health = newHealth(o.Logger, m)
 	m.redisUp.Set(0) // until the first connection
 	t.out = newOutbox(t)
@@ -279,6 +282,7 @@ func (t *Transport) Close() error {
 			subs = append(subs, ss...)
 		}
 		t.subs = map[string][]*subscription{}
+		t.nsubs = 0
 		t.mu.Unlock()
 
 		t.out.closeAndFlush(t.opts.RequestTimeout)
@@ -286,6 +290,7 @@ func (t *Transport) Close() error {
 		for _, s := range subs {
 			s.stop()
 		}
+		t.pubsub.wait()
 		// The cancelled context ends the XREADs and the pub/sub receives,
 		// whose loops close their dedicated connections (rueidis does not
 		// close connections that are checked out); this closes the rest.
@@ -551,8 +556,10 @@ func (t *Transport) ServerCount(ctx context.Context, nsp string) (int, error) {
 }
 
 // Subscribe implements adapter.Transport. It subscribes to the namespace's
-// public channel and to the adapter's private one, and registers h for the
-// namespace's stream entries. While Redis is reachable it waits (up to
+// public channel and to the adapter's private one (on the node's shared
+// pub/sub connection, or, with sharded pub/sub, on connections of the
+// subscription's own), and registers h for the namespace's stream entries
+// (read by the node's stream readers). While Redis is reachable it waits (up to
 // RequestTimeout, or ctx) for the subscriptions to be confirmed, so that
 // the node is counted by ServerCount when it returns; otherwise it returns
 // at once and the subscriptions are made when Redis is back.
@@ -568,8 +575,13 @@ func (t *Transport) Subscribe(ctx context.Context, nsp, uid string, h adapter.Ha
 		cancel:  cancel,
 		ready:   make(chan struct{}),
 	}
-	sets := s.channelSets()
-	s.want = int32(len(sets))
+	var sets [][]string
+	if t.opts.UseShardedPubSub {
+		sets = s.channelSets()
+		s.want = int32(len(sets))
+	} else {
+		s.want = 2 // both channels, confirmed one by one (see confirm)
+	}
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
@@ -577,12 +589,13 @@ func (t *Transport) Subscribe(ctx context.Context, nsp, uid string, h adapter.Ha
 		return nil, adapter.ErrClosed
 	}
 	t.subs[nsp] = append(append([]*subscription(nil), t.subs[nsp]...), s)
-	n := 0
-	for _, ss := range t.subs {
-		n += len(ss)
-	}
+	t.nsubs++
+	n := t.nsubs
 	t.mu.Unlock()
 	t.metrics.subscriptions.Set(float64(n))
+	if sets == nil {
+		t.pubsub.add(s)
+	}
 	for _, chans := range sets {
 		s.wg.Add(1)
 		go s.receiveLoop(sctx, chans)
@@ -613,18 +626,20 @@ func (t *Transport) unsubscribe(s *subscription) {
 			kept = append(kept, x)
 		}
 	}
+	t.nsubs -= len(ss) - len(kept)
 	if len(kept) == 0 {
 		delete(t.subs, s.nsp)
 	} else {
 		t.subs[s.nsp] = kept
 	}
-	n := 0
-	for _, ss := range t.subs {
-		n += len(ss)
-	}
+	n := t.nsubs
 	t.mu.Unlock()
 	if !t.isClosed() {
 		t.metrics.subscriptions.Set(float64(n))
+	}
+	s.closed.Store(true)
+	if !t.opts.UseShardedPubSub {
+		t.pubsub.remove(s)
 	}
 	s.stop()
 }
