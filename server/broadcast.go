@@ -64,7 +64,12 @@ func (b *Broadcast) Volatile() *Broadcast {
 	return c
 }
 
-// Compress sets whether the packets are compressed.
+// Compress sets whether the packets may be compressed: with false, they
+// go uncompressed even to clients that negotiated WebSocket per-message
+// deflate (Config.PerMessageDeflate), as Node's compress(false). true, the
+// default, compresses those of at least
+// Config.PerMessageDeflateThreshold bytes when the client negotiated it.
+// The flag travels with the broadcast to the other nodes.
 func (b *Broadcast) Compress(on bool) *Broadcast {
 	c := b.clone()
 	c.flags.Compress = &on

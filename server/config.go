@@ -154,10 +154,21 @@ type Config struct {
 	DisableHTTPCompression bool
 	// HTTPCompressionThreshold is the smallest polling response, in bytes,
 	// that is compressed (when the client accepts gzip or deflate).
-	// Default 1024, Node's. WebSocket messages are never compressed:
-	// permessage-deflate is not offered (Node's perMessageDeflate, off by
-	// default there too, has no counterpart).
+	// Default 1024, Node's. WebSocket messages are compressed only with
+	// PerMessageDeflate.
 	HTTPCompressionThreshold int
+	// PerMessageDeflate offers WebSocket per-message deflate (RFC 7692,
+	// Node's perMessageDeflate; off by default, as in Node): a client that
+	// asks for it (socket.io-client in Node does by default; browsers do)
+	// gets its messages of at least PerMessageDeflateThreshold bytes
+	// compressed, and may send compressed ones. It is negotiated without
+	// context takeover, so that a broadcast is compressed once for all its
+	// recipients and no connection keeps a compression window.
+	// Broadcast.Compress(false) sends uncompressed.
+	PerMessageDeflate bool
+	// PerMessageDeflateThreshold is the smallest message, in bytes (its
+	// Engine.IO packet), sent compressed. Default 1024, Node's.
+	PerMessageDeflateThreshold int
 
 	// Parser is the Socket.IO packet format every client of the server
 	// speaks: ParserJSON (default, socket.io-parser, the official client's
@@ -228,6 +239,9 @@ const (
 	// DefaultHTTPCompressionThreshold is the default of
 	// Config.HTTPCompressionThreshold, Node's.
 	DefaultHTTPCompressionThreshold = 1024
+	// DefaultPerMessageDeflateThreshold is the default of
+	// Config.PerMessageDeflateThreshold, Node's.
+	DefaultPerMessageDeflateThreshold = 1024
 )
 
 // DefaultMaxConnections is the default of Config.MaxConnections on this
@@ -332,6 +346,9 @@ func (c Config) withDefaults() Config {
 	if c.HTTPCompressionThreshold == 0 {
 		c.HTTPCompressionThreshold = DefaultHTTPCompressionThreshold
 	}
+	if c.PerMessageDeflateThreshold == 0 {
+		c.PerMessageDeflateThreshold = DefaultPerMessageDeflateThreshold
+	}
 	if c.MaxConnections == 0 {
 		c.MaxConnections = DefaultMaxConnections()
 	}
@@ -429,6 +446,9 @@ func (c Config) Validate() error {
 	}
 	if c.HTTPCompressionThreshold < 0 {
 		return bad("http-compression-threshold", "%d is negative", c.HTTPCompressionThreshold)
+	}
+	if c.PerMessageDeflateThreshold < 0 {
+		return bad("per-message-deflate-threshold", "%d is negative", c.PerMessageDeflateThreshold)
 	}
 	if c.Cookie != nil {
 		if err := c.Cookie.validate(); err != nil {

@@ -43,6 +43,8 @@ func TestConfigDefaults(t *testing.T) {
 		Recovery:                 server.RecoveryConfig{MaxDisconnection: 2 * time.Minute},
 		Redis:                    defaultRedis(),
 		Admin:                    server.AdminConfig{Namespace: server.DefaultAdminNamespace, Mode: server.AdminDevelopment},
+
+		PerMessageDeflateThreshold: server.DefaultPerMessageDeflateThreshold,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", c, want)
@@ -194,6 +196,9 @@ func TestLoadEnv(t *testing.T) {
 		"SOCKSTREAM_DISABLE_HTTP_COMPRESSION":   "true",
 		"SOCKSTREAM_HTTP_COMPRESSION_THRESHOLD": "2048",
 		"SOCKSTREAM_UNRELATED":                  "x",
+
+		"SOCKSTREAM_PER_MESSAGE_DEFLATE":           "true",
+		"SOCKSTREAM_PER_MESSAGE_DEFLATE_THRESHOLD": "512",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -223,6 +228,7 @@ func TestLoadEnv(t *testing.T) {
 		Cookie:                   &server.CookieConfig{Name: "sticky"},
 		DisableHTTPCompression:   true,
 		HTTPCompressionThreshold: 2048,
+		PerMessageDeflate:        true,
 		Recovery:                 server.RecoveryConfig{Enabled: true, MaxDisconnection: 30 * time.Second, SkipMiddlewares: true},
 		ShutdownTimeout:          6 * time.Second,
 		Admin:                    server.AdminConfig{Namespace: server.DefaultAdminNamespace, Mode: server.AdminDevelopment},
@@ -237,6 +243,7 @@ func TestLoadEnv(t *testing.T) {
 			HeartbeatTimeout:  3 * time.Second,
 			RequestTimeout:    2 * time.Second,
 		},
+		PerMessageDeflateThreshold: 512,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("LoadEnv:\n got %+v\nwant %+v", c, want)

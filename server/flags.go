@@ -46,6 +46,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.DisableUpgrades, "disable-upgrades", c.DisableUpgrades, "forbid the upgrade from polling to WebSocket (env SOCKSTREAM_DISABLE_UPGRADES)")
 	fs.BoolVar(&c.DisableHTTPCompression, "disable-http-compression", c.DisableHTTPCompression, "do not gzip/deflate polling responses (env SOCKSTREAM_DISABLE_HTTP_COMPRESSION)")
 	fs.IntVar(&c.HTTPCompressionThreshold, "http-compression-threshold", d.HTTPCompressionThreshold, "smallest polling response compressed, in bytes (env SOCKSTREAM_HTTP_COMPRESSION_THRESHOLD)")
+	fs.BoolVar(&c.PerMessageDeflate, "per-message-deflate", c.PerMessageDeflate, "offer WebSocket per-message deflate (RFC 7692) to the clients (env SOCKSTREAM_PER_MESSAGE_DEFLATE)")
+	fs.IntVar(&c.PerMessageDeflateThreshold, "per-message-deflate-threshold", d.PerMessageDeflateThreshold, "smallest WebSocket message compressed, in bytes (env SOCKSTREAM_PER_MESSAGE_DEFLATE_THRESHOLD)")
 	fs.Var(cookieFlag{&c.Cookie}, "cookie", "name of a session cookie set on polling handshakes, for sticky sessions; empty: none (env SOCKSTREAM_COOKIE)")
 	fs.StringVar(&c.Parser, "parser", c.Parser, "packet format of the clients: json (socket.io-parser) or msgpack (socket.io-msgpack-parser); empty: json (env SOCKSTREAM_PARSER)")
 	fs.BoolVar(&c.Recovery.Enabled, "recovery", c.Recovery.Enabled, "enable connection state recovery (env SOCKSTREAM_RECOVERY)")

@@ -36,7 +36,7 @@ func (l *local) Deliver(p *adapter.Packet, ids []string, flags adapter.Flags) {
 	if len(ids) == 0 {
 		return
 	}
-	msgs, err := l.encode(p)
+	msgs, err := l.encode(p, flags)
 	if err != nil {
 		l.srv.log.Warn("dropping a broadcast that cannot be encoded", "nsp", l.name, "err", err)
 		return
@@ -60,7 +60,7 @@ func (l *local) DeliverWithAck(p *adapter.Packet, ids []string, flags adapter.Fl
 		q.ID = &id
 		p = &q
 	}
-	msgs, err := l.encode(p)
+	msgs, err := l.encode(p, flags)
 	if err != nil {
 		l.srv.log.Warn("dropping a broadcast that cannot be encoded", "nsp", l.name, "err", err)
 		return 0
@@ -99,9 +99,18 @@ func (c *client) sendBatched(b *eio.Batch, msgs []*eio.Message) error {
 	return err
 }
 
-// encode encodes a broadcast once, in the server's parser format.
-func (l *local) encode(p *adapter.Packet) ([]*eio.Message, error) {
-	return l.srv.encode(siocodec.Type(p.Type), l.name, p.ID, p.Data)
+// encode encodes a broadcast once, in the server's parser format; with
+// the compress flag false (Broadcast.Compress(false), or a Node node's
+// compress(false)), its messages go uncompressed even to clients that
+// negotiated per-message deflate.
+func (l *local) encode(p *adapter.Packet, flags adapter.Flags) ([]*eio.Message, error) {
+	msgs, err := l.srv.encode(siocodec.Type(p.Type), l.name, p.ID, p.Data)
+	if err == nil && flags.Compress != nil && !*flags.Compress {
+		for _, m := range msgs {
+			m.DisableCompression()
+		}
+	}
+	return msgs, err
 }
 
 // Disconnect implements adapter.Namespace.

@@ -112,6 +112,9 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		ReadTimeout:      cfg.ReadTimeout,
 		Logger:           cfg.Logger,
 		Metrics:          m.engine(),
+
+		PerMessageDeflate:          cfg.PerMessageDeflate,
+		PerMessageDeflateThreshold: cfg.PerMessageDeflateThreshold,
 	}
 	for _, t := range cfg.Transports {
 		eo.Transports = append(eo.Transports, string(t))

@@ -147,8 +147,9 @@
 // # Differences from Node's engine.io 6
 //
 //   - No JSONP polling: a request with "j" is answered 400 code 3.
-//   - No EIO v3 (allowEIO3), no WebTransport, no per-message deflate, no
-//     cookie option.
+//   - No EIO v3 (allowEIO3), no WebTransport; per-message deflate only
+//     without context takeover (deflate.go); the cookie option is
+//     Options.Cookie.
 //   - A POST over MaxPayload is answered 413 and closes the session
 //     ("transport error"); Node keeps the session (its client closes it on
 //     the error anyway). An invalid POST payload is answered 400 (Node

@@ -86,9 +86,12 @@ func (s *Session) flushHeld() {
 		s.mu.Unlock()
 		return
 	}
+	// n bounds the frames' length without building them (a compressed
+	// frame is never longer than the plain one): compression runs below,
+	// outside the lock.
 	n, counted := 0, 0
 	for _, m := range s.queue {
-		n += len(m.wsFrame())
+		n += plainFrameLen(m)
 		counted += m.size()
 	}
 	if n > maxInline {
@@ -101,14 +104,15 @@ func (s *Session) flushHeld() {
 	s.flushing = true // this goroutine owns the write side until it lets go
 	s.mu.Unlock()
 
+	threshold := s.srv.opts.PerMessageDeflateThreshold
 	bp := getBuffer(n)
 	buf := (*bp)[:0]
 	for _, m := range batch {
-		buf = append(buf, m.wsFrame()...)
+		buf = append(buf, c.frameOf(m, threshold)...)
 	}
 	*bp = buf
 	if hook := testHookWrite.Load(); hook != nil {
-		(*hook)(n)
+		(*hook)(len(buf))
 	}
 	w, err := c.tryWrite(buf)
 

@@ -30,19 +30,23 @@ const (
 // Message is one Engine.IO packet queued for clients, immutable once built
 // and shareable by any number of sessions: a broadcast builds one and Sends
 // it to every recipient. It caches its encodings (the complete WebSocket
-// frame, and the polling form: "4"+text or "b"+base64) the first time a
-// transport needs them, so a broadcast is framed once, not once per client.
+// frame, its compressed frame for connections with per-message deflate,
+// and the polling form: "4"+text or "b"+base64) the first time a
+// transport needs them, so a broadcast is framed (and compressed) once,
+// not once per client.
 //
 // TextMessage and BinaryMessage build message packets ("4"); the engine
 // builds its own control packets (open, ping, pong, noop, close) and
 // WebSocket control frames the same way.
 type Message struct {
-	typ    byte   // Engine.IO packet type; 0 for a WebSocket control frame
-	op     byte   // WebSocket opcode of the frame
-	binary bool   // binary message
-	data   []byte // packet data after the type byte (binary: all of it)
+	typ        byte   // Engine.IO packet type; 0 for a WebSocket control frame
+	op         byte   // WebSocket opcode of the frame
+	binary     bool   // binary message
+	noCompress bool   // never sent compressed (DisableCompression)
+	data       []byte // packet data after the type byte (binary: all of it)
 
 	ws   atomic.Pointer[[]byte] // the WebSocket frame, once built
+	wsz  atomic.Pointer[[]byte] // the compressed WebSocket frame (deflate.go), once built
 	poll atomic.Pointer[[]byte] // the polling form, once built
 }
 
@@ -56,6 +60,15 @@ func TextMessage(data []byte) *Message {
 // be modified afterwards.
 func BinaryMessage(data []byte) *Message {
 	return &Message{typ: pMessage, op: opBinary, binary: true, data: data}
+}
+
+// DisableCompression makes m go uncompressed to every connection, those
+// that negotiated per-message deflate (Options.PerMessageDeflate) included,
+// as Node's compress(false) does. It must be called before m is sent; it
+// returns m.
+func (m *Message) DisableCompression() *Message {
+	m.noCompress = true
+	return m
 }
 
 // controlPacket is an Engine.IO packet of type typ with text data.
@@ -101,6 +114,18 @@ func (m *Message) size() int {
 // isControlFrame reports whether m is a WebSocket control frame, not an
 // Engine.IO packet.
 func (m *Message) isControlFrame() bool { return m.typ == 0 }
+
+// plainFrameLen is len(m.wsFrame()), without building it.
+func plainFrameLen(m *Message) int {
+	n := m.size()
+	switch {
+	case n < 126:
+		return n + 2
+	case n <= 0xFFFF:
+		return n + 4
+	}
+	return n + 10
+}
 
 // wsFrame returns the complete, unmasked WebSocket frame of m (RFC 6455,
 // section 5.2), built once.

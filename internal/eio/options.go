@@ -110,6 +110,17 @@ type Options struct {
 	// CompressionThreshold is the smallest polling response compressed.
 	// Default 1024 bytes (Node's).
 	CompressionThreshold int
+	// PerMessageDeflate turns on the WebSocket per-message deflate
+	// extension (RFC 7692, Node's perMessageDeflate), off by default as in
+	// Node: a client that offers it gets it, without context takeover
+	// either way, and messages of at least PerMessageDeflateThreshold bytes
+	// go to it compressed (each message compressed once, whatever its
+	// number of recipients); its compressed messages are inflated, bounded
+	// by MaxPayload.
+	PerMessageDeflate bool
+	// PerMessageDeflateThreshold is the smallest message (its Engine.IO
+	// packet) sent compressed. Default 1024 bytes (Node's).
+	PerMessageDeflateThreshold int
 	// Logger receives the engine's log lines. Default slog.Default().
 	Logger *slog.Logger
 	// Metrics, if not nil, are updated by the engine.
@@ -137,13 +148,15 @@ const (
 	DefaultWriteTimeout         = 10 * time.Second
 	DefaultReadTimeout          = 30 * time.Second
 	DefaultCompressionThreshold = 1024
+
+	DefaultPerMessageDeflateThreshold = 1024
 )
 
 // withDefaults returns o with its defaults filled in, or an error for an
 // invalid field.
 func (o Options) withDefaults() (Options, error) {
 	if o.PingInterval < 0 || o.PingTimeout < 0 || o.UpgradeTimeout < 0 || o.WriteTimeout < 0 || o.ReadTimeout < 0 ||
-		o.MaxPayload < 0 || o.MaxBufferedBytes < 0 || o.CompressionThreshold < 0 {
+		o.MaxPayload < 0 || o.MaxBufferedBytes < 0 || o.CompressionThreshold < 0 || o.PerMessageDeflateThreshold < 0 {
 		return o, errors.New("eio: negative option")
 	}
 	if err := o.corsDefaults(); err != nil {
@@ -172,6 +185,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.CompressionThreshold == 0 {
 		o.CompressionThreshold = DefaultCompressionThreshold
+	}
+	if o.PerMessageDeflateThreshold == 0 {
+		o.PerMessageDeflateThreshold = DefaultPerMessageDeflateThreshold
 	}
 	if len(o.Transports) == 0 {
 		o.Transports = []string{Polling, WebSocket}

@@ -39,6 +39,10 @@ type wsConn struct {
 	// Guarded by the session's mu: the close handshake.
 	closeSent  bool // our close frame is written
 	readerGone bool // the reader returned without closing conn
+
+	// deflate: permessage-deflate was negotiated (deflate.go); set before
+	// the connection is used.
+	deflate bool
 }
 
 var wsGUID = []byte("258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
@@ -78,6 +82,14 @@ func (srv *Server) acceptWebSocket(w http.ResponseWriter, r *http.Request) (*wsC
 	resp = append(resp, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
 	resp = base64.StdEncoding.AppendEncode(resp, h.Sum(nil))
 	resp = append(resp, "\r\n"...)
+	if srv.opts.PerMessageDeflate {
+		if ext := negotiateDeflate(r.Header); ext != "" {
+			c.deflate = true
+			resp = append(resp, "Sec-WebSocket-Extensions: "...)
+			resp = append(resp, ext...)
+			resp = append(resp, "\r\n"...)
+		}
+	}
 	resp = append(resp, srv.upgradeHeaders(r)...) // Options.Headers (server.go)
 	resp = append(resp, "\r\n"...)
 	return c, resp
@@ -258,9 +270,10 @@ func (s *Session) flush(prefix []byte, counted int) {
 // writeFrames writes prefix and the frames of batch in one write(2), with
 // the write deadline.
 func (s *Session) writeFrames(c *wsConn, prefix []byte, batch []*Message) error {
+	threshold := s.srv.opts.PerMessageDeflateThreshold
 	n := len(prefix)
 	for _, m := range batch {
-		n += len(m.wsFrame())
+		n += len(c.frameOf(m, threshold))
 	}
 	c.extendWriteDeadline(s.srv.opts.WriteTimeout)
 	if hook := testHookWrite.Load(); hook != nil {
@@ -271,7 +284,7 @@ func (s *Session) writeFrames(c *wsConn, prefix []byte, batch []*Message) error 
 			// Large frames are not copied: one writev(2).
 			bufs := make(net.Buffers, len(batch))
 			for i, m := range batch {
-				bufs[i] = m.wsFrame()
+				bufs[i] = c.frameOf(m, threshold)
 			}
 			_, err := bufs.WriteTo(c.conn)
 			return err
@@ -280,7 +293,7 @@ func (s *Session) writeFrames(c *wsConn, prefix []byte, batch []*Message) error 
 	bp := getBuffer(n)
 	buf := append((*bp)[:0], prefix...)
 	for _, m := range batch {
-		buf = append(buf, m.wsFrame()...)
+		buf = append(buf, c.frameOf(m, threshold)...)
 	}
 	*bp = buf
 	_, err := c.conn.Write(buf)
@@ -309,7 +322,8 @@ func (c *wsConn) setWriteDeadline(d time.Duration) {
 }
 
 // writeDirect writes one frame from the reader goroutine, before the
-// connection is the session's transport (nobody else writes to it then).
+// connection is the session's transport (nobody else writes to it then):
+// a pong, the probe's "3probe", never compressed.
 func (c *wsConn) writeDirect(m *Message, timeout time.Duration) error {
 	c.setWriteDeadline(timeout)
 	f := m.wsFrame()

@@ -129,11 +129,12 @@ func (c *wsConn) readFull(dst []byte) error {
 }
 
 // readMessage returns the next data message (opText or opBinary) with its
-// payload, unmasked; fragments are joined, control frames handled on the
-// way (a ping is answered, a close returns peerClose).
+// payload, unmasked and inflated; fragments are joined, control frames
+// handled on the way (a ping is answered, a close returns peerClose).
 func (c *wsConn) readMessage(s *Session) (byte, []byte, error) {
 	var msgOp byte
 	var msg []byte
+	var compressed bool
 	max := s.srv.opts.MaxPayload
 	for {
 		if err := c.fill(2); err != nil {
@@ -141,8 +142,17 @@ func (c *wsConn) readMessage(s *Session) (byte, []byte, error) {
 		}
 		b0, b1 := c.buf[c.r], c.buf[c.r+1]
 		fin, op := b0&0x80 != 0, b0&0x0F
-		if b0&0x70 != 0 || b1&0x80 == 0 {
-			return 0, nil, errProtocol // reserved bits (no extension) or unmasked
+		if b1&0x80 == 0 {
+			return 0, nil, errProtocol // unmasked
+		}
+		if rsv := b0 & 0x70; rsv != 0 {
+			// Only RSV1, only with permessage-deflate, only on the first
+			// frame of a message (RFC 7692, section 6).
+			if rsv != 0x40 || !c.deflate || (op != opText && op != opBinary) {
+				return 0, nil, errProtocol
+			}
+			compressed = true
+			max = maxCompressed(s.srv.opts.MaxPayload)
 		}
 		hlen := 6
 		switch b1 & 0x7F {
@@ -206,6 +216,11 @@ func (c *wsConn) readMessage(s *Session) (byte, []byte, error) {
 			msg = []byte{}
 		}
 		if fin {
+			if compressed {
+				if msg, err = inflateMessage(msg, s.srv.opts.MaxPayload); err != nil {
+					return 0, nil, err
+				}
+			}
 			if msgOp == opText && !utf8.Valid(msg) {
 				return 0, nil, errInvalidUTF
 			}
