@@ -7,6 +7,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 )
@@ -126,4 +127,29 @@ func TestBatchSlowReaderHandsOver(t *testing.T) {
 	rec.waitClose(t)
 	h.hs.Close()
 	noLeak(t, before)
+}
+
+// A connection whose write deadline has passed since its last flusher
+// write (idle for longer than WriteTimeout) still gets a batch's inline
+// write: the deadline is moved first, not tripped over.
+func TestBatchAfterDeadlinePassed(t *testing.T) {
+	h := newHarness(t, Options{}, false)
+	c, open := h.dialWS()
+	rec := h.next()
+	s := h.session(open.SID)
+	s.mu.Lock()
+	ws := s.ws
+	s.mu.Unlock()
+	// As if the last flusher write was WriteTimeout ago and more: the
+	// deadline it set is in the past. (The session's writers are idle: no
+	// one else touches the deadline now.)
+	ws.setWriteDeadline(-time.Second)
+	var b Batch
+	if err := rec.s.SendBatched(&b, TextMessage([]byte("late"))); err != nil {
+		t.Fatal(err)
+	}
+	b.Flush()
+	if got := readText(t, c); got != "4late" {
+		t.Fatalf("got %q, want 4late", got)
+	}
 }

@@ -114,6 +114,10 @@ func (s *Session) flushHeld() {
 	if hook := testHookWrite.Load(); hook != nil {
 		(*hook)(len(buf))
 	}
+	// The write does not wait, but an expired deadline (set by an earlier
+	// flusher write) would fail it at once: keep the deadline ahead, as
+	// the flusher does (rarely set: see extendWriteDeadline).
+	c.extendWriteDeadline(s.srv.opts.WriteTimeout)
 	w, err := c.tryWrite(buf)
 
 	s.mu.Lock()
