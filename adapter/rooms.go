@@ -244,6 +244,24 @@ func (x *roomIndex) selectIDs(opts Options) []string {
 	defer x.mu.RUnlock()
 	except := x.exceptLocked(opts.Except)
 	var out []string
+	if len(opts.Rooms) == 1 {
+		// The common case: one room's members are distinct (its own-id
+		// member is not in the room's set), no dedupe needed.
+		r := opts.Rooms[0]
+		members := x.rooms[r]
+		out = make([]string, 0, len(members)+1)
+		if x.ownMember(r) {
+			if _, skip := except[r]; !skip {
+				out = append(out, r)
+			}
+		}
+		for id := range members {
+			if _, skip := except[id]; !skip {
+				out = append(out, id)
+			}
+		}
+		return out
+	}
 	if len(opts.Rooms) > 0 {
 		seen := map[string]struct{}{}
 		pick := func(id string) {
@@ -266,6 +284,7 @@ func (x *roomIndex) selectIDs(opts Options) []string {
 		}
 		return out
 	}
+	out = make([]string, 0, len(x.sids))
 	for id := range x.sids {
 		if _, skip := except[id]; !skip {
 			out = append(out, id)

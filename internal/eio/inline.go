@@ -2,6 +2,7 @@ package eio
 
 import (
 	"errors"
+	"sync"
 	"syscall"
 )
 
@@ -45,34 +46,56 @@ var errWouldBlock = errors.New("eio: write would block")
 // tryWrite writes buf without waiting: it returns how much the socket
 // took, and errWouldBlock if not all of it.
 func (c *wsConn) tryWrite(buf []byte) (int, error) {
-	n := 0
-	var werr error
-	err := c.raw.Write(func(fd uintptr) bool {
-		for n < len(buf) {
-			m, e := syscall.Write(int(fd), buf[n:])
-			if m > 0 {
-				n += m
-			}
-			switch {
-			case e == syscall.EINTR:
-				continue
-			case e == syscall.EAGAIN:
-				werr = errWouldBlock
-			case e != nil:
-				werr = e
-			case m <= 0:
-				werr = errWouldBlock
-			}
-			if werr != nil {
-				break
-			}
-		}
-		return true // never wait here
-	})
+	w := rawWriters.Get().(*rawWriter)
+	w.buf, w.n, w.err = buf, 0, nil
+	err := c.raw.Write(w.fn)
+	n, werr := w.n, w.err
+	w.buf, w.err = nil, nil
+	rawWriters.Put(w)
 	if err != nil {
 		return n, err
 	}
 	return n, werr
+}
+
+// rawWriter is the callback of one RawConn.Write, pooled with its method
+// value so that a write allocates no closure.
+type rawWriter struct {
+	buf []byte
+	n   int
+	err error
+	fn  func(fd uintptr) bool // w.write
+}
+
+var rawWriters = sync.Pool{New: func() any {
+	w := &rawWriter{}
+	w.fn = w.write
+	return w
+}}
+
+// write writes w.buf[w.n:] to fd until it is all written or the socket
+// would block; it never asks RawConn.Write to wait.
+func (w *rawWriter) write(fd uintptr) bool {
+	for w.n < len(w.buf) {
+		m, e := syscall.Write(int(fd), w.buf[w.n:])
+		if m > 0 {
+			w.n += m
+		}
+		switch {
+		case e == syscall.EINTR:
+			continue
+		case e == syscall.EAGAIN:
+			w.err = errWouldBlock
+		case e != nil:
+			w.err = e
+		case m <= 0:
+			w.err = errWouldBlock
+		}
+		if w.err != nil {
+			break
+		}
+	}
+	return true
 }
 
 // flushHeld writes s's queue for a Batch's Flush: inline when it can (see
