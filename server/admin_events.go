@@ -1,7 +1,6 @@
 package server
 
 import (
-	"slices"
 	"time"
 )
 
@@ -58,10 +57,11 @@ func (a *admin) onSocket(s *Socket) {
 	})
 }
 
-// eventArgs is an event as the UI reads it: its name, then its arguments
-// (a copy: handlers may go on using the Event's slice).
+// eventArgs is an event as the UI reads it: its name, then its arguments,
+// deep-copied (copyArgs): the feed sends them later, from the admin
+// goroutine, while the event's handlers may change them.
 func eventArgs(e *Event) []any {
-	return append([]any{e.Name}, slices.Clone(e.Args)...)
+	return append([]any{e.Name}, copyArgs(e.Args)...)
 }
 
 // track starts following s; false when it already was.

@@ -361,3 +361,47 @@ func TestAdminMixedCluster(t *testing.T) {
 	})
 	adminEvent(t, cl, "adm", "room_joined", func(a []any) bool { return at(a, 1) == "vip" && at(a, 2) == sid })
 }
+
+// TestAdminFeedOwnsArgs: the events feed sends what a socket received and
+// was sent later, from the admin goroutine, while a handler changes the
+// map it received and the application changes the map it emitted once
+// Emit has returned: the feed works on copies (the race detector checks).
+func TestAdminFeedOwnsArgs(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, server.Config{Admin: adminConfig("node-a")}, func(srv *server.Server) {
+		srv.OnConnection(func(s *server.Socket) {
+			s.On("m", func(e *server.Event) {
+				m, _ := e.Arg(0).(map[string]any)
+				for i := range 200 {
+					m["k"] = i // the received map, changed by its handler
+				}
+				out := map[string]any{"n": 0, "list": []any{1, 2}}
+				_ = s.Emit("back", out)
+				for i := range 200 {
+					out["n"] = i // the emitted map, changed after Emit
+				}
+				e.Ack("done")
+			})
+		})
+	})
+	cl := siotest.StartClients(t)
+	cl.Connect(t, "adm", ts.URL+"/admin", nil, adminAuth())
+	adminEvent(t, cl, "adm", "config", nil)
+	cl.Connect(t, "u1", ts.URL+"/", nil, nil)
+	for range 5 {
+		cl.Emit(t, "u1", "m", map[string]any{"k": -1})
+	}
+	adminEvent(t, cl, "adm", "event_received", func(a []any) bool {
+		ev, _ := at(a, 2).([]any)
+		return len(ev) == 2 && ev[0] == "m"
+	})
+	sent := adminEvent(t, cl, "adm", "event_sent", func(a []any) bool {
+		ev, _ := at(a, 2).([]any)
+		return len(ev) == 2 && ev[0] == "back"
+	})
+	// The copy is the map as emitted, before the changes that followed.
+	ev, _ := at(sent, 2).([]any)
+	if n, _ := field2(ev[1], "n").(float64); n != 0 {
+		t.Errorf("event_sent carried n=%v, want 0 (the value at Emit)", n)
+	}
+}

@@ -134,8 +134,10 @@ func (s *Socket) notifyOutgoing(data []any) {
 			"nsp", s.nsp.name, "sid", s.id, "event", name, "pending", maxPendingOutgoing)
 		return
 	}
-	// A copy: the packet is the adapter's, not to be kept.
-	e := &Event{Name: name, Args: slices.Clone(data[1:])}
+	// A deep copy, taken now: the packet is the adapter's (not to be
+	// kept), or the application's arguments to Emit, which it may change
+	// once Emit has returned; the handlers run later.
+	e := &Event{Name: name, Args: copyArgs(data[1:])}
 	s.nsp.srv.busy.add()
 	s.queue.push(func() {
 		defer s.nsp.srv.busy.done()
