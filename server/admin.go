@@ -109,7 +109,7 @@ func (s *Server) instrumentAdmin() error {
 	if a.dev {
 		// The namespaces there are, and each one created later before
 		// its first socket connects.
-		s.OnNewNamespace(func(*Namespace) { a.instrumentNamespaces() })
+		s.OnNewNamespace(a.instrumentNamespace)
 		a.instrumentNamespaces()
 	}
 

@@ -17,20 +17,25 @@ import (
 // (OnNewNamespace), before that namespace's first socket connects.
 func (a *admin) instrumentNamespaces() {
 	for _, n := range a.srv.Namespaces() {
-		a.mu.Lock()
-		seen := a.seen[n]
-		a.seen[n] = true
-		a.mu.Unlock()
-		if seen {
-			continue
-		}
-		n.OnConnection(a.onSocket)
-		a.watchRooms(n)
-		// Sockets connected before the listener was added (none for the
-		// namespaces that exist when the server is built).
-		for _, s := range n.Sockets() {
-			a.onSocket(s)
-		}
+		a.instrumentNamespace(n)
+	}
+}
+
+// instrumentNamespace adds the feed's listeners to n, unless it has them.
+func (a *admin) instrumentNamespace(n *Namespace) {
+	a.mu.Lock()
+	seen := a.seen[n]
+	a.seen[n] = true
+	a.mu.Unlock()
+	if seen {
+		return
+	}
+	n.OnConnection(a.onSocket)
+	a.watchRooms(n)
+	// Sockets connected before the listener was added (none for the
+	// namespaces that exist when the server is built).
+	for _, s := range n.Sockets() {
+		a.onSocket(s)
 	}
 }
 
