@@ -232,3 +232,21 @@ func ExampleBroadcast_EmitWithAck() {
 		log.Printf("only %d votes in time", len(votes))
 	}
 }
+
+// A server for clients that use socket.io-msgpack-parser (binary-heavy
+// apps): every client of this server must use that parser, as with Node's
+// `new Server({ parser: require("socket.io-msgpack-parser") })`. In the
+// browser: io(url, { parser: require("socket.io-msgpack-parser") }).
+func ExampleConfig_parser() {
+	srv, err := server.New(server.Config{Parser: server.ParserMsgpack})
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv.OnConnection(func(s *server.Socket) {
+		s.On("upload", func(e *server.Event) {
+			data, _ := e.Arg(0).([]byte) // binary arrives as []byte, as with JSON
+			e.Ack(len(data))
+		})
+	})
+	_ = srv.Run(context.Background())
+}
