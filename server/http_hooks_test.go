@@ -13,9 +13,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sockstream/sockstream/adapter"
-	"github.com/sockstream/sockstream/adapter/adaptertest"
+	"github.com/sockstream/sockstream/internal/redistest"
 	"github.com/sockstream/sockstream/internal/siotest"
 	"github.com/sockstream/sockstream/server"
 )
@@ -240,13 +239,9 @@ func TestHTTPCompression(t *testing.T) {
 // an error wrapping ErrAckTimeout when they do not come in time.
 func TestAckTimeouts(t *testing.T) {
 	t.Parallel()
-	hub := adaptertest.NewHub()
+	rs := redistest.StartStandalone(t)
 	start := func(name string) *siotest.Server {
-		b, err := adapter.New(hub.NewTransport(), adapter.Config{Logger: quiet(), Registerer: prometheus.NewRegistry(), RequestTimeout: 5 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return siotest.StartServer(t, name, server.Config{Logger: quiet()}, server.WithAdapter(b, nil, nil))
+		return siotest.StartServer(t, name, server.Config{Logger: quiet(), Redis: fastCluster(rs.URL())})
 	}
 	n0, n1 := start("n0"), start("n1")
 	n1.Srv.Of("/").OnServerSideEmit("silent", func(e *server.Event) {}) // never answers
@@ -257,9 +252,10 @@ func TestAckTimeouts(t *testing.T) {
 		res, err := n0.Srv.Of("/").ServerSideEmitWithAck(ctx, "hello")
 		return err == nil && len(res) == 1
 	})
+	// The client that never answers is on the other node (n1).
 	c := siotest.StartClients(t)
-	c.Connect(t, "a", n0.URL+"/", nil, map[string]any{"noAck": true})
-	s := n0.Srv.Sockets()[0]
+	c.Connect(t, "a", n1.URL+"/", nil, map[string]any{"noAck": true})
+	s := n1.Srv.Sockets()[0]
 	check := func(what string, err error) {
 		t.Helper()
 		if !errors.Is(err, server.ErrAckTimeout) || !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, adapter.ErrTimeout) {
