@@ -181,14 +181,18 @@ func testMsgpackParser(t *testing.T, transports []string) {
 
 // TestMsgpackParserCluster: two clustered nodes with Parser msgpack on one
 // Redis: a broadcast from either node, binary included, reaches the
-// msgpack clients of both, and a client's broadcast through its node
-// reaches the other node's clients.
+// msgpack clients of both (WebSocket-only and polling-only), not a client
+// outside the room; a client's broadcast through its node reaches the
+// other node's clients; a broadcast with acks gets the binary answers of
+// the other node's clients.
 func TestMsgpackParserCluster(t *testing.T) {
 	t.Parallel()
 	rs := redistest.StartStandalone(t)
 	setup := func(srv *server.Server) {
 		srv.OnConnection(func(s *server.Socket) {
-			s.Join("r")
+			if s.Handshake().Query.Get("solo") == "" {
+				s.Join("r")
+			}
 			s.On("shout", func(e *server.Event) {
 				if err := s.To("r").Emit("shout", e.Args...); err != nil {
 					e.Ack(err.Error())
@@ -205,8 +209,10 @@ func TestMsgpackParserCluster(t *testing.T) {
 		eventually(t, "/readyz 200", func() bool { return readyz(t, ts) == http.StatusOK })
 	}
 	c := siotest.StartClients(t)
-	c.Connect(t, "a1", a.URL, nil, map[string]any{"parser": "msgpack"})
-	c.Connect(t, "b1", b.URL, nil, map[string]any{"parser": "msgpack", "transports": []string{"polling"}})
+	c.Connect(t, "a1", a.URL, nil, map[string]any{"parser": "msgpack", "transports": []string{"websocket"}})
+	c.Connect(t, "b1", b.URL, nil, map[string]any{"parser": "msgpack", "transports": []string{"polling"},
+		"ack": map[string]any{"$bin": base64.StdEncoding.EncodeToString([]byte{7, 7})}})
+	c.Connect(t, "b2", b.URL, map[string]string{"solo": "1"}, map[string]any{"parser": "msgpack"})
 	ids := []string{"a1", "b1"}
 
 	if err := a.To("r").Emit("from-a", 1, []byte{1, 2}); err != nil {
@@ -228,4 +234,47 @@ func TestMsgpackParserCluster(t *testing.T) {
 	if len(ev.Args) != 2 || ev.Args[0] != "hey" || !reflect.DeepEqual(siotest.Bin(t, ev.Args[1]), []byte{3}) {
 		t.Errorf("a1 got shout %#v", ev.Args)
 	}
+
+	// A broadcast with acks from node a to the room, answered with binary
+	// by b1 (node b) and by a1.
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	answers, err := a.To("r").EmitWithAck(ctx, "q", []byte{9})
+	if err != nil {
+		t.Fatalf("EmitWithAck: %v", err)
+	}
+	binary := 0
+	for _, ans := range answers {
+		if b, ok := ans.([]byte); ok && reflect.DeepEqual(b, []byte{7, 7}) {
+			binary++
+		}
+	}
+	if len(answers) != 2 || binary != 1 {
+		t.Errorf("answers %#v, want a1's and b1's binary one", answers)
+	}
+	// b2 is in no room: a marker sent to it after the room broadcasts
+	// arrives, and none of those came before it.
+	if err := b.To(b2ID(t, b)).Emit("marker"); err != nil {
+		t.Fatal(err)
+	}
+	c.Wait(t, "marker to b2", waitFor, siotest.IsEventFor("b2", "marker"))
+	for _, name := range []string{"from-a", "shout", "q"} {
+		for _, r := range c.Receivers(name) {
+			if r == "b2" {
+				t.Errorf("b2, in no room, got %s", name)
+			}
+		}
+	}
+}
+
+// b2ID is the id of the one socket of ts that is in no room but its own.
+func b2ID(t *testing.T, ts *testServer) string {
+	t.Helper()
+	for _, s := range ts.Sockets() {
+		if len(s.Rooms()) == 1 {
+			return s.ID()
+		}
+	}
+	t.Fatal("no socket outside the room")
+	return ""
 }
