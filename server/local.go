@@ -177,7 +177,8 @@ func (l *local) CloseConn(id string) {
 // nodeHandshake is the socket's handshake as Node serializes it, for
 // FetchSockets answers that Node nodes read too.
 func (s *Socket) nodeHandshake() adapter.Handshake {
-	h := s.handshake
+	eh := s.client.sess.Handshake()
+	h := s.handshakeOf(eh)
 	headers := make(map[string]any, len(h.Headers)+1)
 	for k, v := range h.Headers {
 		// Node's http module: lower-case names, repeated values joined,
@@ -189,9 +190,9 @@ func (s *Socket) nodeHandshake() adapter.Handshake {
 		}
 		headers[k] = strings.Join(v, ", ")
 	}
-	if _, ok := headers["host"]; !ok && s.host != "" {
+	if _, ok := headers["host"]; !ok && eh.Host != "" {
 		// net/http moves Host out of the header map; Node keeps it there.
-		headers["host"] = s.host
+		headers["host"] = eh.Host
 	}
 	query := make(map[string]any, len(h.Query))
 	for k, v := range h.Query {

@@ -6,9 +6,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/url"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,18 +37,17 @@ type Socket struct {
 	// ctxDone (guarded by mu): the socket's Context is cancelled, or is
 	// made cancelled.
 	ctxDone   bool
-	handshake Handshake
-	host      string
+	connected atomic.Bool // beside the flags: an idle socket is mostly this struct
+	// auth is the client's CONNECT payload, nil when it sent none (the
+	// rest of the handshake is the session's: see Handshake).
+	auth map[string]any
 
 	queue handlerQueue
-
-	connected atomic.Bool
 
 	mu   sync.Mutex
 	data any
 	// ctx is made by the first Context call: most sockets never need one.
-	ctx          context.Context
-	cancel       context.CancelFunc
+	ctx          *socketContext
 	handlers     handlerSet
 	anyHandlers  []func(*Event)
 	onDisconnect []func(reason string)
@@ -66,21 +64,14 @@ type pendingAck struct {
 }
 
 func newSocket(n *Namespace, c *client, auth map[string]any) *Socket {
-	h := c.sess.Handshake()
+	if len(auth) == 0 {
+		auth = nil // an empty map is made when asked for (Handshake)
+	}
 	s := &Socket{
 		nsp:    n,
 		client: c,
 		id:     randomID(),
-		handshake: Handshake{
-			Headers: h.Header,
-			Query:   h.Query,
-			Auth:    auth,
-			Address: h.RemoteAddr,
-			Secure:  h.Secure,
-			URL:     h.URL,
-			Time:    h.Time,
-		},
-		host: h.Host,
+		auth:   auth,
 	}
 	if n.srv.cfg.Recovery.Enabled {
 		s.pid = randomID()
@@ -344,22 +335,29 @@ func (s *Socket) Context() context.Context {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ctx == nil {
-		s.ctx, s.cancel = context.WithCancel(context.Background())
+		ctx, cancel := context.WithCancel(context.Background())
+		s.ctx = &socketContext{ctx, cancel}
 		if s.ctxDone {
-			s.cancel()
+			cancel()
 		}
 	}
-	return s.ctx
+	return s.ctx.ctx
+}
+
+// socketContext is a socket's Context and its cancel function.
+type socketContext struct {
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // cancelContext cancels the socket's Context, now or when it is made.
 func (s *Socket) cancelContext() {
 	s.mu.Lock()
 	s.ctxDone = true
-	cancel := s.cancel
+	ctx := s.ctx
 	s.mu.Unlock()
-	if cancel != nil {
-		cancel()
+	if ctx != nil {
+		ctx.cancel()
 	}
 }
 
@@ -409,9 +407,6 @@ func (s *Socket) Rooms() []string {
 	s.mu.Unlock()
 	return s.nsp.adapter.SocketRooms(s.id)
 }
-
-// Handshake describes the request that opened the connection.
-func (s *Socket) Handshake() Handshake { return s.handshake }
 
 // Emit sends an event to this client. Arguments are JSON values; []byte
 // values travel as binary, at any depth outside structs.
@@ -582,71 +577,77 @@ func (s *Socket) takeOnce(event string, id uint64) bool {
 	return s.handlers.removeOnce(event, id)
 }
 
-// handlerSet is a socket's event handlers, sorted by event name: a slice,
-// not a map, for each of thousands of sockets that register a handful.
-type handlerSet []namedHandlers
-
-type namedHandlers struct {
-	event string
-	fns   []handler
-}
+// handlerSet is a socket's event handlers, sorted by event name, each
+// event's in the order registered: one slice of a handful of entries for
+// each of thousands of sockets, not a map nor a slice per event. It is
+// never changed in place (add and the removals make a new array, of the
+// exact size an idle socket keeps), so a slice from get stays valid after
+// the socket's lock is released.
+type handlerSet []handler
 
 // handler is one handler of an event; once, if not 0, identifies a Once
 // handler.
 type handler struct {
-	fn   func(*Event)
-	once uint64
+	event string
+	fn    func(*Event)
+	once  uint64
 }
 
-func (hs handlerSet) find(event string) (int, bool) {
-	return slices.BinarySearchFunc(hs, event, func(nh namedHandlers, e string) int { return strings.Compare(nh.event, e) })
+// span returns the range of event's handlers: hs[i:j], empty at the place
+// they would be.
+func (hs handlerSet) span(event string) (i, j int) {
+	i, _ = slices.BinarySearchFunc(hs, event, func(h handler, e string) int { return strings.Compare(h.event, e) })
+	j = i + sort.Search(len(hs)-i, func(k int) bool { return hs[i+k].event != event })
+	return i, j
 }
 
-// get returns the handlers of event. The slice is never changed in place
-// (add and removeOnce copy it), so it may be used after the socket's lock
-// is released.
+// get returns the handlers of event.
 func (hs handlerSet) get(event string) []handler {
-	if i, ok := hs.find(event); ok {
-		return hs[i].fns
+	i, j := hs.span(event)
+	if i == j {
+		return nil
 	}
-	return nil
+	return hs[i:j:j]
 }
 
 // add registers h for event, after the others of that event.
 func (hs *handlerSet) add(event string, h handler) {
-	i, ok := hs.find(event)
-	if ok {
-		(*hs)[i].fns = append(slices.Clip((*hs)[i].fns), h)
-		return
+	old := *hs
+	_, j := old.span(event)
+	h.event = event
+	out := make(handlerSet, len(old)+1)
+	copy(out, old[:j])
+	out[j] = h
+	copy(out[j+1:], old[j:])
+	*hs = out
+}
+
+// without returns hs less hs[i:j], in a new array (nil when empty).
+func (hs handlerSet) without(i, j int) handlerSet {
+	if len(hs) == j-i {
+		return nil
 	}
-	*hs = slices.Insert(*hs, i, namedHandlers{event, []handler{h}})
+	out := make(handlerSet, 0, len(hs)-(j-i))
+	return append(append(out, hs[:i]...), hs[j:]...)
 }
 
 // remove drops every handler of event.
 func (hs *handlerSet) remove(event string) {
-	if i, ok := hs.find(event); ok {
-		*hs = slices.Delete(*hs, i, i+1)
+	if i, j := hs.span(event); i < j {
+		*hs = hs.without(i, j)
 	}
 }
 
 // removeOnce drops the Once handler id of event; false if it is not there.
 func (hs *handlerSet) removeOnce(event string, id uint64) bool {
-	i, ok := hs.find(event)
-	if !ok {
-		return false
+	i, j := hs.span(event)
+	for k := i; k < j; k++ {
+		if (*hs)[k].once == id {
+			*hs = hs.without(k, k+1)
+			return true
+		}
 	}
-	fns := (*hs)[i].fns
-	j := slices.IndexFunc(fns, func(h handler) bool { return h.once == id })
-	if j < 0 {
-		return false
-	}
-	if len(fns) == 1 {
-		*hs = slices.Delete(*hs, i, i+1)
-		return true
-	}
-	// A copy: a dispatch may be iterating over fns.
-	(*hs)[i].fns = slices.Delete(slices.Clone(fns), j, j+1)
-	return true
+	return false
 }
 
 // OnAny registers a handler for every event from the client. It runs before
@@ -692,16 +693,4 @@ func (s *Socket) Except(rooms ...string) *Broadcast { return s.Broadcast().Excep
 // Broadcast broadcasts to every socket of the namespace but this one.
 func (s *Socket) Broadcast() *Broadcast {
 	return &Broadcast{nsp: s.nsp, except: []string{s.id}}
-}
-
-// Handshake describes the HTTP request that opened a connection.
-type Handshake struct {
-	Headers http.Header
-	Query   url.Values
-	// Auth is the client's auth payload; {} (never nil) when it sent none.
-	Auth    map[string]any
-	Address string
-	Secure  bool
-	URL     string
-	Time    time.Time
 }

@@ -353,29 +353,18 @@ func invalidHeaderValue(v string) bool {
 // newSession builds a session for the handshake request r and runs accept.
 // It returns nil if accept refused it (the answer is then the caller's).
 func (srv *Server) newSession(r *http.Request, transport string) (s *Session, h Handler) {
-	return srv.newSessionQuery(r, r.URL.Query(), transport)
+	return srv.newSessionQuery(r, nil, transport)
 }
 
-// newSessionQuery is newSession with r's query already parsed (q is kept).
-//
-// The handshake keeps r.Header itself, not a copy: net/http allocates a
-// header map for each request and never reuses it (nor does anything here
-// write to it), and a copy would double what an idle session keeps of it.
-func (srv *Server) newSessionQuery(r *http.Request, q url.Values, transport string) (s *Session, h Handler) {
+// newSessionQuery is newSession; q, r's query already parsed, is not kept:
+// the session keeps a compact record of r (handshakeRecord), not r.Header
+// and the parsed query, which an idle session never reads.
+func (srv *Server) newSessionQuery(r *http.Request, _ url.Values, transport string) (s *Session, h Handler) {
 	s = &Session{
 		srv:       srv,
 		id:        newID(),
 		transport: transport,
-		hs: &Handshake{
-			Header:     r.Header,
-			Query:      q,
-			Host:       r.Host,
-			RemoteAddr: r.RemoteAddr,
-			Secure:     r.TLS != nil,
-			URL:        r.RequestURI,
-			Time:       time.Now(),
-			Transport:  transport,
-		},
+		hs:        recordHandshake(r, transport, time.Now()),
 	}
 	s.queue = []*Message{s.openPacket(transport)}
 	s.queued = s.queue[0].size()

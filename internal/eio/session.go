@@ -3,8 +3,6 @@ package eio
 import (
 	"errors"
 	"fmt"
-	"net/http"
-	"net/url"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -45,24 +43,11 @@ type Handler interface {
 	OnClose(reason string)
 }
 
-// Handshake is what the handshake request was. The *http.Request itself is
-// not kept.
-type Handshake struct {
-	Header     http.Header // the request's (not to be modified)
-	Query      url.Values
-	Host       string
-	RemoteAddr string
-	Secure     bool   // TLS
-	URL        string // request URI
-	Time       time.Time
-	Transport  string // transport of the handshake
-}
-
 // Session is one Engine.IO session (one client).
 type Session struct {
 	srv *Server
 	id  string
-	hs  *Handshake
+	hs  handshakeRecord
 	h   Handler
 
 	// inMu serialises the calls into h: OnMessage, then OnClose once.
@@ -70,9 +55,8 @@ type Session struct {
 
 	// The rest is guarded by mu. The flags are together at the end: an
 	// idle session is mostly this struct, kept in a smaller size class.
-	mu     sync.Mutex
-	closed chan struct{} // closed when the session ends; made by the first Closed call
-	reason string        // why it ended
+	mu  sync.Mutex
+	end *sessionEnd // made when the session ends, or by the first Closed call
 
 	transport string // Polling or WebSocket (current)
 	queue     []*Message
@@ -85,10 +69,13 @@ type Session struct {
 
 	// The one timer: heartbeat, upgrade timeout, lingering close. Each due
 	// is zero when unset; the timer runs for the earliest.
-	timer    *time.Timer
+	timer *time.Timer
+	// closeDue is a due (8 bytes, not 24: an idle session is mostly this
+	// struct); hbDue and upDue stay times, as the upgrade and the tests
+	// set them.
 	hbDue    time.Time // next PING, or the pong deadline
 	upDue    time.Time // upgrade deadline
-	closeDue time.Time // end of lingering
+	closeDue due       // end of lingering
 
 	closeCalled bool // guarded by inMu: OnClose was called
 	ended       bool // OnClose is owed or delivered; Send refuses
@@ -103,6 +90,13 @@ type Session struct {
 	posting   bool // polling: a POST is being handled
 	probed    bool // upgrade: "2probe" answered: upgrading
 	awaitPong bool // hbDue is the pong deadline (else: when to ping)
+}
+
+// sessionEnd is what a session needs once it has ended (or once Closed is
+// asked): out of Session, which an idle session is mostly made of.
+type sessionEnd struct {
+	closed chan struct{} // closed when the session ends; made by the first Closed call
+	reason string        // why it ended
 }
 
 // pollWait is a pending long-polling GET.
@@ -124,8 +118,10 @@ func (p *pollWait) signal() {
 // ID returns the session id (sid).
 func (s *Session) ID() string { return s.id }
 
-// Handshake returns what the handshake request was.
-func (s *Session) Handshake() *Handshake { return s.hs }
+// Handshake returns what the handshake request was, built from the
+// session's compact record on each call (the callers, such as
+// Socket.Handshake, are rare; an idle session never asks).
+func (s *Session) Handshake() *Handshake { return s.hs.handshake() }
 
 // Transport returns the current transport: "polling" or "websocket" (after
 // the upgrade).
@@ -139,14 +135,17 @@ func (s *Session) Transport() string {
 func (s *Session) Closed() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed == nil {
+	if s.end == nil {
+		s.end = &sessionEnd{}
+	}
+	if s.end.closed == nil {
 		// Made on demand: most sessions are never asked.
-		s.closed = make(chan struct{})
+		s.end.closed = make(chan struct{})
 		if s.ended {
-			close(s.closed)
+			close(s.end.closed)
 		}
 	}
-	return s.closed
+	return s.end.closed
 }
 
 // Send queues msgs for the client and returns; it never blocks on the
@@ -258,9 +257,12 @@ func (s *Session) endWithLocked(reason string, mode int, frame *Message) {
 		return
 	}
 	s.ended = true
-	s.reason = reason
-	if s.closed != nil {
-		close(s.closed)
+	if s.end == nil {
+		s.end = &sessionEnd{}
+	}
+	s.end.reason = reason
+	if s.end.closed != nil {
+		close(s.end.closed)
 	}
 	if s.counted {
 		s.srv.sessionEnded()
@@ -302,14 +304,14 @@ func (s *Session) endWithLocked(reason string, mode int, frame *Message) {
 			s.poll.signal()
 		case mode == endFlush:
 			s.lingering = true
-			s.closeDue = time.Now().Add(s.srv.opts.WriteTimeout)
+			s.closeDue = dueIn(s.srv.opts.WriteTimeout)
 		case reason == ReasonTransportClose && mode == endDrop:
 			// The client's close packet came with no GET pending. A GET
 			// the client sent alongside (the suites' "forcefully closes
 			// the session" races the two) gets the noop Node's
 			// single thread nearly always gives it, not 400.
 			s.lingering = true
-			s.closeDue = time.Now().Add(clientCloseLinger)
+			s.closeDue = dueIn(clientCloseLinger)
 		}
 	}
 	if !s.lingering {
@@ -338,7 +340,7 @@ func (s *Session) notifyClose() {
 	}
 	s.closeCalled = true
 	s.mu.Lock()
-	reason := s.reason
+	reason := s.end.reason
 	s.mu.Unlock()
 	defer func() {
 		if r := recover(); r != nil {
@@ -394,17 +396,17 @@ func (s *Session) rearmLocked() {
 	if s.timer == nil {
 		return
 	}
-	var next time.Time
-	for _, d := range [...]time.Time{s.hbDue, s.upDue, s.closeDue} {
-		if !d.IsZero() && (next.IsZero() || d.Before(next)) {
+	var next due
+	for _, d := range [...]due{dueAt(s.hbDue), dueAt(s.upDue), s.closeDue} {
+		if d != 0 && (next == 0 || d < next) {
 			next = d
 		}
 	}
-	if next.IsZero() {
+	if next == 0 {
 		s.timer.Stop()
 		return
 	}
-	s.timer.Reset(time.Until(next))
+	s.timer.Reset(next.until())
 }
 
 // onTimer runs on the timer's goroutine: it does whatever is due and arms
@@ -415,15 +417,15 @@ func (s *Session) onTimer() {
 	defer s.srv.track.done()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now()
-	if !s.closeDue.IsZero() && !now.Before(s.closeDue) {
-		s.closeDue = time.Time{}
+	now := dueIn(0)
+	if s.closeDue != 0 && now >= s.closeDue {
+		s.closeDue = 0
 		s.finishLingerLocked()
 	}
-	if !s.upDue.IsZero() && !now.Before(s.upDue) {
+	if !s.upDue.IsZero() && now >= dueAt(s.upDue) {
 		s.abandonUpgradeLocked()
 	}
-	if !s.hbDue.IsZero() && !now.Before(s.hbDue) {
+	if !s.hbDue.IsZero() && now >= dueAt(s.hbDue) {
 		if s.awaitPong {
 			s.endLocked(ReasonPingTimeout, endDrop)
 			return
@@ -454,7 +456,7 @@ func (s *Session) expireLocked() {
 func (s *Session) finishLingerLocked() {
 	if s.lingering {
 		s.lingering = false
-		s.closeDue = time.Time{}
+		s.closeDue = 0
 		s.srv.forget(s)
 	}
 }
@@ -469,3 +471,25 @@ func (s *Session) abandonUpgradeLocked() {
 	s.probed = false
 	s.upDue = time.Time{}
 }
+
+// due is a point in time for the session's timer: nanoseconds on the
+// monotonic clock since clockBase; 0 is unset. 8 bytes where a time.Time
+// takes 24: an idle session is mostly its struct.
+type due int64
+
+// clockBase is the origin of dues.
+var clockBase = time.Now()
+
+// dueIn returns the due d from now (never 0).
+func dueIn(d time.Duration) due { return max(due(time.Since(clockBase)+d), 1) }
+
+// dueAt returns t as a due; 0 for the zero time.
+func dueAt(t time.Time) due {
+	if t.IsZero() {
+		return 0
+	}
+	return max(due(t.Sub(clockBase)), 1)
+}
+
+// until is how long from now until d.
+func (d due) until() time.Duration { return time.Duration(d) - time.Since(clockBase) }
