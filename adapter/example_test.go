@@ -1,6 +1,7 @@
 package adapter_test
 
 import (
+	"errors"
 	"fmt"
 	"log"
 	"time"
@@ -68,4 +69,16 @@ func ExampleNew() {
 	// Output:
 	// servers in the cluster: 2
 	// node 1 wrote [headline hello] to [socket-1]
+}
+
+// Offsets order numerically, not as strings.
+func ExampleParseOffset() {
+	a, _ := adapter.ParseOffset("999-5")
+	b, _ := adapter.ParseOffset("1000-0")
+	fmt.Println(a.Compare(b), a.Next())
+	_, err := adapter.ParseOffset("1000")
+	fmt.Println(errors.Is(err, adapter.ErrInvalidOffset))
+	// Output:
+	// -1 999-6
+	// true
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 )
@@ -200,25 +198,22 @@ type heldPacket struct {
 	path   int
 }
 
-// offsetID is a parsed "<ms>-<seq>" offset; ok is false for "" or garbage.
+// offsetID is an Offset as a live packet carries it: ok is false for ""
+// (a packet without offset: volatile, with an ack, or no recovery) or
+// garbage, which orders before nothing.
 type offsetID struct {
-	ms, seq uint64
-	ok      bool
+	Offset
+	ok bool
 }
 
 func parseOffsetID(s string) offsetID {
-	a, b, found := strings.Cut(s, "-")
-	if !found {
-		return offsetID{}
-	}
-	ms, err1 := strconv.ParseUint(a, 10, 64)
-	seq, err2 := strconv.ParseUint(b, 10, 64)
-	return offsetID{ms: ms, seq: seq, ok: err1 == nil && err2 == nil}
+	o, err := ParseOffset(s)
+	return offsetID{Offset: o, ok: err == nil}
 }
 
 // after reports whether o is a valid offset strictly after p.
 func (o offsetID) after(p offsetID) bool {
-	return o.ok && (o.ms > p.ms || o.ms == p.ms && o.seq > p.seq)
+	return o.ok && o.Compare(p.Offset) > 0
 }
 
 // defaultMaxDisconnection is the TTL of a persisted session whose TTL the
@@ -562,4 +557,13 @@ func includes(rooms map[string]struct{}, opts Options) bool {
 		}
 	}
 	return true
+}
+
+// Replayable reports whether the broadcast is one connection state
+// recovery replays from the log: an EVENT without ack id, not part of a
+// broadcast with acks. Volatile ones are replayable by this rule, but live
+// delivery gives them no offset, so the restore skips them (the logs flag
+// them, Options.Flags.Volatile).
+func (d *BroadcastData) Replayable() bool {
+	return d != nil && d.RequestID == "" && d.Packet.ID == nil && d.Packet.Type == packetEvent
 }

@@ -160,12 +160,7 @@ func startGoNode(t *testing.T, redisURL string, o mixedOptions) *goNode {
 	if o.recovery {
 		// The transport's client and streams, and Node's key prefix:
 		// sessions and offsets mean the same on both nodes.
-		plog, err := recovery.NewStreamLog(tr.Client(), recovery.StreamLogOptions{StreamCount: o.streamCount, Logger: log})
-		if err != nil {
-			_ = tr.Close()
-			t.Fatalf("recovery.NewStreamLog: %v", err)
-		}
-		cfg.Sessions = &recovery.Sessions{Store: recovery.NewRedisStore(tr.Client(), ""), Log: plog, Logger: log}
+		cfg.Sessions = &recovery.Sessions{Store: tr.SessionStore(), Log: tr.StreamLog(cluster.StreamLogOptions{}), Logger: log}
 	}
 	b, err := adapter.New(tr, cfg)
 	if err != nil {

@@ -54,7 +54,7 @@ func (l *lagState) readerCaughtUp(m *metrics, key string, now time.Time) {
 // readerBehind records a full batch: the stream has more, the last entry
 // read is the best estimate of the age of the next one.
 func (l *lagState) readerBehind(m *metrics, key string, lastID string, now time.Time) {
-	if ms, _ := splitID(lastID); ms > 0 {
+	if ms := streamID(lastID).Ms; ms > 0 {
 		l.mu.Lock()
 		m.lagSeconds.WithLabelValues(key).Set(max(0, now.Sub(time.UnixMilli(int64(ms))).Seconds()))
 		l.mu.Unlock()
@@ -127,7 +127,7 @@ func (r *reader) probeLag(ctx context.Context) {
 		t.metrics.lagEntries.WithLabelValues(r.key).Set(0)
 		return
 	}
-	if ms, _ := splitID(oldest); ms > 0 {
+	if ms := streamID(oldest).Ms; ms > 0 {
 		t.metrics.lagSeconds.WithLabelValues(r.key).Set(max(0, time.Since(time.UnixMilli(int64(ms))).Seconds()))
 	}
 	if counted && si.recordedCounts {

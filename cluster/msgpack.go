@@ -10,9 +10,9 @@ import (
 	"github.com/sockstream/sockstream/internal/msgpack"
 )
 
-// This file holds a small MessagePack encoder (the decoder is
-// internal/msgpack, shared with package recovery) instead of a general
-// library because the wire format needs three things a reflection-based codec
+// This file holds the module's MessagePack encoder for what goes to Redis
+// (stream entries, pub/sub payloads, persisted sessions; the decoder is
+// internal/msgpack) instead of a general library because the wire format needs three things a reflection-based codec
 // does not give: the exact bytes @msgpack/msgpack 2.x writes (smallest integer
 // form, integral floats written as integers, str8, map keys in the order Node
 // builds its objects), decoding into exactly the value types this package
@@ -109,6 +109,12 @@ func (e *mpEncoder) header(n int, fix, b16 byte) {
 		e.buf = append(e.buf, b16+1)
 		e.buf = binary.BigEndian.AppendUint32(e.buf, uint32(n))
 	}
+}
+
+// str writes the string s.
+func (e *mpEncoder) str(s string) {
+	e.strHeader(len(s))
+	e.buf = append(e.buf, s...)
 }
 
 func (e *mpEncoder) strHeader(n int) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"time"
 
@@ -122,49 +123,24 @@ type Options struct {
 	Registerer prometheus.Registerer
 }
 
-// withDefaults returns o with every zero field set to its default, or the
-// first invalid field.
-func (o Options) withDefaults() (Options, error) {
-	bad := func(field, format string, args ...any) (Options, error) {
-		return o, &OptionsError{Field: field, Reason: fmt.Sprintf(format, args...)}
-	}
-	switch {
-	case o.URL == "" && len(o.InitAddress) == 0:
-		return bad("URL", "set URL or InitAddress")
-	case o.URL != "" && len(o.InitAddress) > 0:
-		return bad("URL", "set URL or InitAddress, not both")
-	}
-	for _, a := range o.InitAddress {
-		if a == "" || !strings.Contains(a, ":") {
-			return bad("InitAddress", "%q is not host:port", a)
-		}
-	}
+// Defaults returns o with every zero field set to its default (the
+// Default* constants, slog.Default() for Logger). It validates nothing;
+// New applies it, then Validate.
+func (o Options) Defaults() Options {
 	if o.StreamName == "" {
 		o.StreamName = DefaultStreamName
 	}
 	if o.StreamCount == 0 {
 		o.StreamCount = DefaultStreamCount
 	}
-	if o.StreamCount < 0 || o.StreamCount > 1024 {
-		return bad("StreamCount", "%d is not between 1 and 1024", o.StreamCount)
-	}
 	if o.MaxLen == 0 {
 		o.MaxLen = DefaultMaxLen
-	}
-	if o.MaxLen < 0 {
-		return bad("MaxLen", "%d is negative", o.MaxLen)
 	}
 	if o.ReadCount == 0 {
 		o.ReadCount = DefaultReadCount
 	}
-	if o.ReadCount < 0 {
-		return bad("ReadCount", "%d is negative", o.ReadCount)
-	}
 	if o.BlockTime == 0 {
 		o.BlockTime = DefaultBlockTime
-	}
-	if o.BlockTime < time.Millisecond {
-		return bad("BlockTime", "%v is less than 1ms (XREAD BLOCK 0 would wait forever)", o.BlockTime)
 	}
 	if o.ChannelPrefix == "" {
 		o.ChannelPrefix = DefaultChannelPrefix
@@ -178,37 +154,99 @@ func (o Options) withDefaults() (Options, error) {
 	if o.HeartbeatTimeout == 0 {
 		o.HeartbeatTimeout = DefaultHeartbeatTimeout
 	}
-	if o.HeartbeatInterval < 0 {
-		return bad("HeartbeatInterval", "%v is negative", o.HeartbeatInterval)
-	}
-	if o.HeartbeatTimeout <= o.HeartbeatInterval {
-		return bad("HeartbeatTimeout", "%v is not longer than HeartbeatInterval (%v)", o.HeartbeatTimeout, o.HeartbeatInterval)
-	}
 	if o.RequestTimeout == 0 {
 		o.RequestTimeout = DefaultRequestTimeout
-	}
-	if o.RequestTimeout < 0 {
-		return bad("RequestTimeout", "%v is negative", o.RequestTimeout)
 	}
 	if o.PublishBufferSize == 0 {
 		o.PublishBufferSize = DefaultPublishBufferSize
 	}
-	if o.PublishBufferSize < 0 {
-		return bad("PublishBufferSize", "%d is negative", o.PublishBufferSize)
-	}
 	if o.MaxDataSize == 0 {
 		o.MaxDataSize = DefaultMaxDataSize
-	}
-	if o.MaxDataSize < 0 {
-		return bad("MaxDataSize", "%d is negative", o.MaxDataSize)
-	}
-	if o.MaxFlushDelay < 0 {
-		return bad("MaxFlushDelay", "%v is negative", o.MaxFlushDelay)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return o, nil
+	return o
+}
+
+// Validate checks o as New does, zero fields standing for their defaults,
+// and returns an *OptionsError naming the first invalid field. It accepts
+// Options without URL nor InitAddress, which New refuses: a configuration
+// can be checked before it says where Redis is (server.Config does). No
+// error repeats the URL, which may hold a password.
+func (o Options) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return &OptionsError{Field: field, Reason: fmt.Sprintf(format, args...)}
+	}
+	if o.URL != "" && len(o.InitAddress) > 0 {
+		return bad("URL", "set URL or InitAddress, not both")
+	}
+	if o.URL != "" {
+		if err := validateURL(o.URL); err != nil {
+			return bad("URL", "%v", err)
+		}
+	}
+	for _, a := range o.InitAddress {
+		if a == "" || !strings.Contains(a, ":") {
+			return bad("InitAddress", "%q is not host:port", a)
+		}
+	}
+	o = o.Defaults()
+	switch {
+	case o.StreamCount < 1 || o.StreamCount > 1024:
+		return bad("StreamCount", "%d is not between 1 and 1024", o.StreamCount)
+	case o.MaxLen < 0:
+		return bad("MaxLen", "%d is negative", o.MaxLen)
+	case o.ReadCount < 0:
+		return bad("ReadCount", "%d is negative", o.ReadCount)
+	case o.BlockTime < time.Millisecond:
+		return bad("BlockTime", "%v is less than 1ms (XREAD BLOCK 0 would wait forever)", o.BlockTime)
+	case o.HeartbeatInterval < time.Millisecond:
+		return bad("HeartbeatInterval", "%v is less than 1ms", o.HeartbeatInterval)
+	case o.HeartbeatTimeout <= o.HeartbeatInterval:
+		return bad("HeartbeatTimeout", "%v is not longer than HeartbeatInterval (%v)", o.HeartbeatTimeout, o.HeartbeatInterval)
+	case o.RequestTimeout < time.Millisecond:
+		return bad("RequestTimeout", "%v is less than 1ms", o.RequestTimeout)
+	case o.PublishBufferSize < 0:
+		return bad("PublishBufferSize", "%d is negative", o.PublishBufferSize)
+	case o.MaxDataSize < 0:
+		return bad("MaxDataSize", "%d is negative", o.MaxDataSize)
+	case o.MaxFlushDelay < 0:
+		return bad("MaxFlushDelay", "%v is negative", o.MaxFlushDelay)
+	}
+	return nil
+}
+
+// validateURL checks a Redis URL as rueidis reads it, with a host (or a
+// unix socket path). Its errors show the URL redacted, if at all.
+func validateURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("not a URL: %w", err)
+	}
+	if _, err := rueidis.ParseURL(raw); err != nil {
+		return fmt.Errorf("%s: %w", u.Redacted(), err)
+	}
+	if u.Host == "" && u.Scheme != "unix" {
+		return fmt.Errorf("%s has no host:port", u.Redacted())
+	}
+	return nil
+}
+
+// withDefaults returns o with every zero field set to its default, or the
+// first invalid field: New's check, which also needs a Redis to connect to.
+func (o Options) withDefaults() (Options, error) {
+	if o.URL == "" && len(o.InitAddress) == 0 {
+		return o, &OptionsError{Field: "URL", Reason: "set URL or InitAddress"}
+	}
+	if err := o.Validate(); err != nil {
+		return o, err
+	}
+	return o.Defaults(), nil
 }
 
 // clientOption builds the rueidis options.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -689,24 +688,12 @@ func (l *limiter) allow() bool {
 	return false
 }
 
-// idLess reports whether stream id a is before b ("ms-seq" ids).
-func idLess(a, b string) bool {
-	am, as := splitID(a)
-	bm, bs := splitID(b)
-	if am != bm {
-		return am < bm
-	}
-	return as < bs
+// streamID parses a stream entry id; anything else (an id Redis would not
+// write) is the zero id, before every entry.
+func streamID(id string) adapter.Offset {
+	o, _ := adapter.ParseOffset(id)
+	return o
 }
 
-func splitID(id string) (uint64, uint64) {
-	for i := 0; i < len(id); i++ {
-		if id[i] == '-' {
-			ms, _ := strconv.ParseUint(id[:i], 10, 64)
-			seq, _ := strconv.ParseUint(id[i+1:], 10, 64)
-			return ms, seq
-		}
-	}
-	ms, _ := strconv.ParseUint(id, 10, 64)
-	return ms, 0
-}
+// idLess reports whether stream id a is before b.
+func idLess(a, b string) bool { return streamID(a).Compare(streamID(b)) < 0 }

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -33,6 +34,11 @@ func TestNewRejectsInvalidOptions(t *testing.T) {
 		"read count":    {URL: "redis://127.0.0.1:1", ReadCount: -1},
 		"flush delay":   {URL: "redis://127.0.0.1:1", MaxFlushDelay: -time.Second},
 		"max data size": {URL: "redis://127.0.0.1:1", MaxDataSize: -1},
+		"tiny interval": {URL: "redis://127.0.0.1:1", HeartbeatInterval: time.Microsecond},
+		"tiny request":  {URL: "redis://127.0.0.1:1", RequestTimeout: time.Microsecond},
+		"no host":       {URL: "redis://"},
+		"bad db":        {URL: "redis://u:secret@127.0.0.1:1/x"},
+		"bad escape":    {URL: "redis://u:secret@127.0.0.1:1/%zz"},
 	}
 	for name, o := range cases {
 		tr, err := New(o)
@@ -45,6 +51,22 @@ func TestNewRejectsInvalidOptions(t *testing.T) {
 		if !errors.Is(err, ErrInvalidOptions) || !errors.As(err, &oe) {
 			t.Errorf("%s: error %v does not wrap ErrInvalidOptions / *OptionsError", name, err)
 		}
+		if strings.Contains(err.Error(), "secret") {
+			t.Errorf("%s: error %q shows the password", name, err)
+		}
+		// Validate says the same, but for the missing address, which only
+		// New needs.
+		if verr := o.Validate(); name != "no address" && (verr == nil || verr.Error() != err.Error()) {
+			t.Errorf("%s: Validate = %v, New = %v", name, verr, err)
+		}
+	}
+	if err := (Options{StreamCount: 3}).Validate(); err != nil {
+		t.Errorf("Validate without an address: %v", err)
+	}
+	if d := (Options{}).Defaults(); d.StreamName != DefaultStreamName || d.StreamCount != DefaultStreamCount ||
+		d.MaxLen != DefaultMaxLen || d.HeartbeatTimeout != DefaultHeartbeatTimeout || d.SessionKeyPrefix != DefaultSessionKeyPrefix ||
+		d.RequestTimeout != DefaultRequestTimeout || d.Logger == nil {
+		t.Errorf("Defaults = %+v", d)
 	}
 
 	// Two transports cannot share a registry.

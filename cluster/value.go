@@ -420,8 +420,8 @@ func badField(path string, format string, args ...any) error {
 
 // typeName names the type of a decoded value in the terms of the Node
 // adapter's JSON payloads (null, object, date), for schema errors a Node
-// developer reads. recovery/codec.go has its own, in MessagePack terms,
-// for the sessions it stores: the two vocabularies differ on purpose.
+// developer reads. mpTypeName (session_codec.go) names them in MessagePack
+// terms, for the stored sessions: the two vocabularies differ on purpose.
 func typeName(v any) string {
 	switch v.(type) {
 	case nil:

@@ -3,18 +3,23 @@
 // restore that gives it back, with the broadcasts it missed, when its client
 // reconnects in time.
 //
-// It is wire compatible with @socket.io/redis-streams-adapter 0.3.1: a
+// It holds the interfaces (Store, PacketLog), their memory
+// implementations, the restore and the adapter seam; the Redis
+// implementations live with the rest of the Redis stream format in package
+// cluster, wire compatible with @socket.io/redis-streams-adapter 0.3.1: a
 // session persisted by a Node node is restored by a Go node and the other
 // way around, and offsets are Redis stream entry ids.
 //
 // # Pieces
 //
-//   - Store keeps sessions: RedisStore (SET PX / GETDEL, Node's encoding) in
-//     a cluster, MemoryStore on a single node. Take returns a session at
-//     most once.
-//   - PacketLog is the history of broadcasts: StreamLog reads the Redis
-//     stream the cluster transport writes, in COUNT-bounded XRANGE batches;
-//     MemoryLog keeps a bounded history in memory.
+//   - Store keeps sessions: MemoryStore on a single node; in a cluster,
+//     cluster.SessionStore (SET PX / GETDEL, Node's encoding). Take returns
+//     a session at most once.
+//   - PacketLog is the history of broadcasts: MemoryLog keeps a bounded
+//     history in memory; in a cluster, cluster.StreamLog reads the Redis
+//     stream the transport writes, in COUNT-bounded XRANGE batches.
+//   - Offsets are adapter.Offset values ("<ms>-<seq>", Redis stream entry
+//     ids); this package does not parse them itself.
 //   - Restore (or a Restorer, with metrics) takes the session and reads the
 //     missed packets; it fails with a *RestoreError whose Reason is
 //     expired, trimmed, invalid or error, never with a partial restore.

@@ -16,8 +16,8 @@ import (
 )
 
 // redisBackend: nodes on the Redis Streams transport, one real
-// redis-server, sessions in Redis (RedisStore) and missed packets read
-// from the stream (StreamLog), as in production.
+// redis-server, sessions in Redis (cluster.SessionStore) and missed
+// packets read from the stream (cluster.StreamLog), as in production.
 func redisBackend(t *testing.T, maxLen int64) (*backend, *redistest.Server) {
 	t.Helper()
 	srv := redistest.StartStandalone(t)
@@ -57,11 +57,7 @@ func redisNode(t *testing.T, addr string, maxLen int64, m *recovery.Metrics, log
 	if err != nil {
 		t.Fatal(err)
 	}
-	log, err := recovery.NewStreamLog(tr.Client(), recovery.StreamLogOptions{Metrics: m, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sessions := &recovery.Sessions{Store: recovery.NewRedisStore(tr.Client(), ""), Log: log, Metrics: m, Logger: logger}
+	sessions := &recovery.Sessions{Store: tr.SessionStore(), Log: tr.StreamLog(cluster.StreamLogOptions{Metrics: m}), Metrics: m, Logger: logger}
 	return tr, sessions, func() { _ = tr.Close() }
 }
 

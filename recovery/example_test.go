@@ -50,18 +50,10 @@ func ExampleSessions() {
 		return
 	}
 	defer tr.Close()
-	opts := tr.Options()
 	metrics, _ := recovery.NewMetrics(nil)
-	log, err := recovery.NewStreamLog(tr.Client(), recovery.StreamLogOptions{
-		StreamName: opts.StreamName, StreamCount: opts.StreamCount, Metrics: metrics,
-	})
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
 	builder, err := adapter.New(tr, adapter.Config{Sessions: &recovery.Sessions{
-		Store:   recovery.NewRedisStore(tr.Client(), opts.SessionKeyPrefix),
-		Log:     log,
+		Store:   tr.SessionStore(),
+		Log:     tr.StreamLog(cluster.StreamLogOptions{Metrics: metrics}),
 		Metrics: metrics,
 	}})
 	if err != nil {

@@ -53,8 +53,7 @@ func (t *LocalTransport) Publish(ctx context.Context, msg *adapter.Message) (str
 		return "", nil
 	}
 	d, ok := msg.Data.(*adapter.BroadcastData)
-	if msg.Type != adapter.Broadcast || !ok || d == nil || d.RequestID != "" || d.Packet.ID != nil ||
-		d.Packet.Type != eventPacketType || d.Opts.Flags.Volatile {
+	if msg.Type != adapter.Broadcast || !ok || !d.Replayable() || d.Opts.Flags.Volatile {
 		return "", nil
 	}
 	return t.log.Append(msg.Nsp, d.Packet.Data, PacketOptions{Rooms: d.Opts.Rooms, Except: d.Opts.Except}), nil

@@ -57,7 +57,7 @@ type PacketOptions struct {
 //   - fail with an error wrapping ErrOffsetNotFound, before calling visit,
 //     when offset is not an entry of the log (checked by exact match: an
 //     offset past the end or between two entries is not found either), and
-//     with ErrInvalidOffset when it is not "<ms>-<seq>";
+//     with adapter.ErrInvalidOffset when it is not "<ms>-<seq>";
 //   - stop at end: entries appended during the read are not visited, so a
 //     read terminates even while the log grows faster than it is read, and
 //     the caller knows exactly which offsets it has seen (see "Handover" in

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/sockstream/sockstream/adapter"
 )
 
 // DefaultMaxLen is the default bound of a MemoryLog: Node's default maxLen
@@ -46,16 +48,16 @@ type MemoryLog struct {
 	now    func() time.Time
 
 	mu      sync.Mutex
-	ring    []logEntry // grows up to maxLen, then wraps
-	head    int        // ring index of the oldest entry
-	n       int        // entries held
-	first   uint64     // absolute index (appends so far) of the oldest entry
-	last    Offset     // offset of the newest entry ever appended
-	hasLast bool       // whether last is set
+	ring    []logEntry     // grows up to maxLen, then wraps
+	head    int            // ring index of the oldest entry
+	n       int            // entries held
+	first   uint64         // absolute index (appends so far) of the oldest entry
+	last    adapter.Offset // offset of the newest entry ever appended
+	hasLast bool           // whether last is set
 }
 
 type logEntry struct {
-	id     Offset
+	id     adapter.Offset
 	offset string // id.String(), computed once
 	nsp    string
 	uid    string
@@ -85,10 +87,10 @@ func (l *MemoryLog) Append(nsp string, data []any, opts PacketOptions) string {
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	id := Offset{Ms: ms}
+	id := adapter.Offset{Ms: ms}
 	if l.hasLast && ms <= l.last.Ms {
 		id = l.last.Next()
-	} else if id == (Offset{}) {
+	} else if id == (adapter.Offset{}) {
 		id.Seq = 1 // Redis refuses 0-0 as an id; stay valid for it
 	}
 	l.last, l.hasLast = id, true
@@ -106,7 +108,7 @@ var ErrOutOfOrder = errors.New("recovery: offset not after the end of the log")
 // restore had read past it would hand that restore an incomplete replay.
 // Like Append, it copies p.Data's slice and shares its values.
 func (l *MemoryLog) AppendAt(p Packet) error {
-	id, err := ParseOffset(p.Offset)
+	id, err := adapter.ParseOffset(p.Offset)
 	if err != nil {
 		return err
 	}
@@ -121,7 +123,7 @@ func (l *MemoryLog) AppendAt(p Packet) error {
 	return nil
 }
 
-func (l *MemoryLog) appendLocked(now time.Time, id Offset, nsp, uid string, data []any, opts PacketOptions) {
+func (l *MemoryLog) appendLocked(now time.Time, id adapter.Offset, nsp, uid string, data []any, opts PacketOptions) {
 	l.trimAgeLocked(now)
 	if l.n == l.maxLen {
 		l.dropOldestLocked()
@@ -182,7 +184,7 @@ func (l *MemoryLog) Len() int {
 // ReadAfter implements PacketLog. It visits copies of at most readBatch
 // entries at a time, without holding the lock while visit runs.
 func (l *MemoryLog) ReadAfter(ctx context.Context, nsp, offset string, visit func(Packet) error) (string, error) {
-	off, err := ParseOffset(offset)
+	off, err := adapter.ParseOffset(offset)
 	if err != nil {
 		return "", err
 	}

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sockstream/sockstream/adapter"
 )
 
 // fakeClock is a clock tests move by hand, so that expiry is tested without
@@ -120,10 +122,10 @@ func TestMemoryLogOffsetNotFound(t *testing.T) {
 	if l.Len() != 10 {
 		t.Fatalf("Len %d, want the bound 10", l.Len())
 	}
-	o4, _ := ParseOffset(offs[4])
+	o4, _ := adapter.ParseOffset(offs[4])
 	for name, off := range map[string]string{
 		"trimmed":         offs[4],
-		"between entries": Offset{Ms: o4.Ms + 1}.String(),
+		"between entries": adapter.Offset{Ms: o4.Ms + 1}.String(),
 		"past the end":    "9999999999999-0",
 		"before all":      "0-0",
 	} {
@@ -133,7 +135,7 @@ func TestMemoryLogOffsetNotFound(t *testing.T) {
 			t.Errorf("%s: err %v, visit called %v; want ErrOffsetNotFound before any visit", name, err, called)
 		}
 	}
-	if _, err := l.ReadAfter(context.Background(), "/", "nope", nil); !errors.Is(err, ErrInvalidOffset) {
+	if _, err := l.ReadAfter(context.Background(), "/", "nope", nil); !errors.Is(err, adapter.ErrInvalidOffset) {
 		t.Errorf("invalid offset: %v", err)
 	}
 	// The oldest entry still held is readable.
@@ -273,9 +275,9 @@ func TestMemoryLogConcurrent(t *testing.T) {
 			defer wg.Done()
 			off := start
 			for range 50 {
-				var prev Offset
+				var prev adapter.Offset
 				end, err := l.ReadAfter(context.Background(), "/0", off, func(p Packet) error {
-					o, _ := ParseOffset(p.Offset)
+					o, _ := adapter.ParseOffset(p.Offset)
 					if o.Compare(prev) <= 0 {
 						return fmt.Errorf("offset %s not after %s", p.Offset, prev)
 					}

@@ -135,7 +135,7 @@ func (s *MemoryStore) Persist(ctx context.Context, sess Session, ttl time.Durati
 			e := heap.Pop(&s.deadline).(*memEntry)
 			delete(s.byPID, e.sess.PID)
 			s.opts.Logger.Debug("recovery: session evicted, the store is full",
-				"pid_hash", pidHash(e.sess.PID), "max_entries", s.opts.MaxEntries)
+				"pid_hash", PIDHash(e.sess.PID), "max_entries", s.opts.MaxEntries)
 		}
 	}
 	e := &memEntry{sess: cloneSession(sess), deadline: now.Add(ttl)}

@@ -89,7 +89,10 @@ func (m *Metrics) observe(result string, d time.Duration, replayed int) {
 	}
 }
 
-func (m *Metrics) malformedEntries(n int) {
+// MalformedEntries counts n stream entries of the namespace being restored
+// that a PacketLog skipped because they did not decode. A nil Metrics
+// counts nothing.
+func (m *Metrics) MalformedEntries(n int) {
 	if m != nil {
 		m.malformed.Add(float64(n))
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/sockstream/sockstream/adapter"
 )
 
 // Reason says why a restore failed. The values are the result label of
@@ -31,7 +33,7 @@ const (
 )
 
 // RestoreError is the error of a failed restore: the reason, and the error
-// behind it (ErrNotFound, ErrExpired, ErrOffsetNotFound, ErrInvalidOffset,
+// behind it (ErrNotFound, ErrExpired, ErrOffsetNotFound, adapter.ErrInvalidOffset,
 // ErrInvalidPID, ErrCorrupt, ErrNamespaceMismatch, a ctx or backend error),
 // reachable with errors.Is.
 type RestoreError struct {
@@ -73,7 +75,7 @@ type Restored struct {
 	// in the package documentation.
 	LastOffset string
 
-	last  Offset
+	last  adapter.Offset
 	rooms map[string]struct{}
 }
 
@@ -82,7 +84,7 @@ type Restored struct {
 // is at or before LastOffset. A packet without a valid offset (volatile,
 // or with an ack) is never covered.
 func (r *Restored) Covers(offset string) bool {
-	o, err := ParseOffset(offset)
+	o, err := adapter.ParseOffset(offset)
 	return err == nil && o.Compare(r.last) <= 0
 }
 
@@ -145,17 +147,17 @@ func (r *Restorer) Restore(ctx context.Context, pid, offset, nsp string) (*Resto
 			level = slog.LevelWarn
 		}
 		logger.Log(ctx, level, "recovery: session not restored",
-			"pid_hash", pidHash(pid), "nsp", nsp, "reason", reason, "err", err, "duration", d)
+			"pid_hash", PIDHash(pid), "nsp", nsp, "reason", reason, "err", err, "duration", d)
 		return nil, err
 	}
 	r.Metrics.observe(resultRecovered, d, len(res.MissedPackets))
 	logger.Debug("recovery: session restored",
-		"pid_hash", pidHash(pid), "nsp", nsp, "missed", len(res.MissedPackets), "last_offset", res.LastOffset, "duration", d)
+		"pid_hash", PIDHash(pid), "nsp", nsp, "missed", len(res.MissedPackets), "last_offset", res.LastOffset, "duration", d)
 	return res, nil
 }
 
 func (r *Restorer) restore(ctx context.Context, pid, offset, nsp string) (*Restored, error) {
-	if _, err := ParseOffset(offset); err != nil {
+	if _, err := adapter.ParseOffset(offset); err != nil {
 		return nil, &RestoreError{Reason: ReasonInvalid, Err: err}
 	}
 	if !ValidPID(pid) {
@@ -200,7 +202,7 @@ func (r *Restorer) restore(ctx context.Context, pid, offset, nsp string) (*Resto
 		// log: trimmed, or made up.
 		return nil, &RestoreError{Reason: ReasonTrimmed, Err: fmt.Errorf("%w: %s", ErrOffsetNotFound, offset)}
 	}
-	last, err := ParseOffset(end)
+	last, err := adapter.ParseOffset(end)
 	if err != nil {
 		// The log broke its contract; treat it as a backend failure
 		// rather than hand out a handover point that means nothing.
@@ -213,7 +215,7 @@ func (r *Restorer) restore(ctx context.Context, pid, offset, nsp string) (*Resto
 // client had not been sent, for a client whose last offset is offset.
 //
 // By the offset alone (Node's rule) the client was sent everything up to
-// it: read after it, keep everything. With the mark of offset (see Mark),
+// it: read after it, keep everything. With the mark of offset (see adapter.DeliveryMark),
 // the client was sent exactly the origin node's own packets up to
 // mark.Own and the others' up to mark.Others: read from the oldest of the
 // three and keep, per publisher, what is after its bound. A path with no
@@ -223,32 +225,32 @@ func replayPlan(s *Session, offset string) (from string, unsent func(Packet) boo
 	if s.Origin == "" {
 		return offset, all
 	}
-	var mark *Mark
+	var mark *adapter.DeliveryMark
 	for i := len(s.Marks) - 1; i >= 0; i-- {
 		if s.Marks[i].Offset == offset {
 			mark = &s.Marks[i]
 			break
 		}
 	}
-	l, err := ParseOffset(offset)
+	l, err := adapter.ParseOffset(offset)
 	if mark == nil || err != nil {
 		return offset, all
 	}
 	own, others, start := l, l, l
-	if o, err := ParseOffset(mark.Own); err == nil {
+	if o, err := adapter.ParseOffset(mark.Own); err == nil {
 		own = o
 	}
-	if o, err := ParseOffset(mark.Others); err == nil {
+	if o, err := adapter.ParseOffset(mark.Others); err == nil {
 		others = o
 	}
-	for _, o := range []Offset{own, others} {
+	for _, o := range []adapter.Offset{own, others} {
 		if o.Compare(start) < 0 {
 			start = o
 		}
 	}
 	origin := s.Origin
 	return start.String(), func(p Packet) bool {
-		o, err := ParseOffset(p.Offset)
+		o, err := adapter.ParseOffset(p.Offset)
 		if err != nil {
 			return false
 		}
@@ -274,7 +276,7 @@ func readReason(err error) Reason {
 	switch {
 	case errors.Is(err, ErrOffsetNotFound):
 		return ReasonTrimmed
-	case errors.Is(err, ErrInvalidOffset):
+	case errors.Is(err, adapter.ErrInvalidOffset):
 		return ReasonInvalid
 	}
 	return ReasonError

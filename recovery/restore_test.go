@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sockstream/sockstream/adapter"
 )
 
 // fixture: a MemoryStore and a MemoryLog with offsets chosen by the test.
@@ -35,7 +37,7 @@ func newFixture(t *testing.T) *fixture {
 func (f *fixture) add(t *testing.T, uid string, rooms []string, data ...any) string {
 	t.Helper()
 	f.next++
-	off := Offset{Ms: f.next}.String()
+	off := adapter.Offset{Ms: f.next}.String()
 	if err := f.log.AppendAt(Packet{Offset: off, Nsp: "/", UID: uid, Data: data, Opts: PacketOptions{Rooms: rooms}}); err != nil {
 		t.Fatal(err)
 	}
@@ -63,11 +65,11 @@ func TestRestore(t *testing.T) {
 	f.persist(t, Session{SID: "s1", PID: testPID, Rooms: []string{"s1", "r1"}, Data: "d", Nsp: "/"})
 	f.add(t, "n1", []string{"r1"}, "to r1")
 	f.add(t, "n1", []string{"r2"}, "to r2")
-	if err := f.log.AppendAt(Packet{Offset: Offset{Ms: 2000}.String(), Nsp: "/", Data: []any{"volatile"}, Opts: PacketOptions{Volatile: true}}); err != nil {
+	if err := f.log.AppendAt(Packet{Offset: adapter.Offset{Ms: 2000}.String(), Nsp: "/", Data: []any{"volatile"}, Opts: PacketOptions{Volatile: true}}); err != nil {
 		t.Fatal(err)
 	}
 	f.next = 2000
-	if err := f.log.AppendAt(Packet{Offset: Offset{Ms: 2001}.String(), Nsp: "/", Data: []any{"except"}, Opts: PacketOptions{Except: []string{"r1"}}}); err != nil {
+	if err := f.log.AppendAt(Packet{Offset: adapter.Offset{Ms: 2001}.String(), Nsp: "/", Data: []any{"except"}, Opts: PacketOptions{Except: []string{"r1"}}}); err != nil {
 		t.Fatal(err)
 	}
 	f.next = 2001
@@ -83,11 +85,11 @@ func TestRestore(t *testing.T) {
 	if p := res.MissedPackets[1]; p[len(p)-1] != last {
 		t.Errorf("the offset is not the last argument: %v", p)
 	}
-	if res.LastOffset != last || !res.Covers(last) || res.Covers(Offset{Ms: 3000}.String()) || res.Covers("") {
+	if res.LastOffset != last || !res.Covers(last) || res.Covers(adapter.Offset{Ms: 3000}.String()) || res.Covers("") {
 		t.Errorf("LastOffset %s / Covers wrong", res.LastOffset)
 	}
-	if !res.Wants(Packet{Offset: Offset{Ms: 3000}.String(), Opts: PacketOptions{Rooms: []string{"r1"}}}) ||
-		res.Wants(Packet{Offset: Offset{Ms: 3000}.String(), Opts: PacketOptions{Rooms: []string{"r9"}}}) ||
+	if !res.Wants(Packet{Offset: adapter.Offset{Ms: 3000}.String(), Opts: PacketOptions{Rooms: []string{"r1"}}}) ||
+		res.Wants(Packet{Offset: adapter.Offset{Ms: 3000}.String(), Opts: PacketOptions{Rooms: []string{"r9"}}}) ||
 		res.Wants(Packet{Offset: last}) {
 		t.Error("Wants wrong")
 	}
@@ -114,7 +116,7 @@ func TestRestoreFailures(t *testing.T) {
 		err            error
 		sessionDeleted bool
 	}{
-		"malformed offset": {pid: testPID, off: "abc", nsp: "/", reason: ReasonInvalid, err: ErrInvalidOffset},
+		"malformed offset": {pid: testPID, off: "abc", nsp: "/", reason: ReasonInvalid, err: adapter.ErrInvalidOffset},
 		"malformed pid":    {pid: "x", off: start, nsp: "/", reason: ReasonInvalid, err: ErrInvalidPID},
 		"no session":       {pid: testPID2, off: start, nsp: "/", reason: ReasonExpired, err: ErrNotFound},
 		"other namespace": {setup: func() { f.persist(t, Session{SID: "s", PID: testPID, Nsp: "/admin"}) },
@@ -149,7 +151,7 @@ func TestRestoreWithMarks(t *testing.T) {
 	m1 := f.add(t, "own", nil, "m1")
 	_ = o2
 	_ = o3
-	marks := []Mark{
+	marks := []adapter.DeliveryMark{
 		{Offset: o1, Own: "", Others: o1},
 		{Offset: l, Own: l, Others: o1},
 		{Offset: o2, Own: l, Others: o2},
@@ -187,36 +189,8 @@ func TestRestoreWithMarks(t *testing.T) {
 	}
 
 	// A made-up offset between entries is refused even with marks.
-	f.persist(t, Session{SID: "s", PID: testPID, Nsp: "/", Origin: "own", Marks: []Mark{{Offset: "1004-7", Own: l, Others: o1}}})
+	f.persist(t, Session{SID: "s", PID: testPID, Nsp: "/", Origin: "own", Marks: []adapter.DeliveryMark{{Offset: "1004-7", Own: l, Others: o1}}})
 	if _, err := f.r.Restore(context.Background(), testPID, "1004-7", "/"); ReasonOf(err) != ReasonTrimmed {
 		t.Errorf("made-up offset: %v, want trimmed", err)
-	}
-}
-
-func TestSessionMarksRoundTrip(t *testing.T) {
-	in := Session{SID: "s", PID: testPID, Rooms: []string{"s"}, Nsp: "/", Origin: "0123456789abcdef",
-		Marks: []Mark{{Offset: "1-1", Own: "1-1", Others: ""}, {Offset: "2-0", Own: "1-1", Others: "2-0"}}}
-	v, err := encodeSession(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := decodeSession(v, testPID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(*out, in) {
-		t.Errorf("round trip: %+v, want %+v", *out, in)
-	}
-	for name, delivery := range map[string]any{
-		"not a map":     "x",
-		"no uid":        map[string]any{"marks": []any{}},
-		"marks not arr": map[string]any{"uid": "u", "marks": 1},
-		"short mark":    map[string]any{"uid": "u", "marks": []any{[]any{"1-1", "1-1"}}},
-		"number in":     map[string]any{"uid": "u", "marks": []any{[]any{"1-1", 2, ""}}},
-	} {
-		v := mp(t, map[string]any{"sid": "s", "pid": testPID, "rooms": []string{}, "delivery": delivery})
-		if _, err := decodeSession(v, testPID); !errors.Is(err, ErrCorrupt) {
-			t.Errorf("%s: err = %v, want ErrCorrupt", name, err)
-		}
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"time"
+
+	"github.com/sockstream/sockstream/adapter"
 )
 
 // Session is the state of a disconnected socket that connection state
@@ -42,14 +44,7 @@ type Session struct {
 	// older than the marks) it relies on the offset alone, as Node does.
 	// Node ignores both.
 	Origin string
-	Marks  []Mark
-}
-
-// Mark is an adapter.DeliveryMark: when the node delivered the packet at
-// Offset, it had delivered its own packets up to Own and the other nodes'
-// up to Others ("" for none).
-type Mark struct {
-	Offset, Own, Others string
+	Marks  []adapter.DeliveryMark
 }
 
 // Store keeps sessions between a socket's disconnection and its recovery.
@@ -76,7 +71,7 @@ var (
 	// ErrNotFound: no session is stored under the pid.
 	ErrNotFound = errors.New("recovery: session not found")
 	// ErrExpired: the session was found but its ttl had passed. Redis
-	// forgets expired keys, so a RedisStore reports them as ErrNotFound.
+	// forgets expired keys, so cluster.SessionStore reports them as ErrNotFound.
 	ErrExpired = errors.New("recovery: session expired")
 	// ErrInvalidPID: the pid does not have the shape of a private session id.
 	ErrInvalidPID = errors.New("recovery: invalid private session id")
@@ -111,11 +106,11 @@ func ValidPID(pid string) bool {
 	return true
 }
 
-// pidHash is what logs show instead of a pid: the pid is a bearer secret
+// PIDHash is what logs show instead of a pid: the pid is a bearer secret
 // (whoever presents it takes over the session), but operators still need to
 // correlate the lines of one session. 8 hex digits of SHA-256 are enough for
 // that and reveal nothing usable.
-func pidHash(pid string) string {
+func PIDHash(pid string) string {
 	sum := sha256.Sum256([]byte(pid))
 	return hex.EncodeToString(sum[:4])
 }
@@ -127,7 +122,7 @@ func cloneSession(s Session) Session {
 		s.Rooms = append([]string(nil), s.Rooms...)
 	}
 	if s.Marks != nil {
-		s.Marks = append([]Mark(nil), s.Marks...)
+		s.Marks = append([]adapter.DeliveryMark(nil), s.Marks...)
 	}
 	return s
 }

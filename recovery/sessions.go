@@ -12,9 +12,11 @@ import (
 // as adapter.Config.Sessions. It persists sessions in Store and restores
 // them with the packets missed, read from Log:
 //
-//	// a cluster over Redis: the transport's client, stream and key prefix
-//	log, _ := recovery.NewStreamLog(tr.Client(), recovery.StreamLogOptions{})
-//	cfg.Sessions = &recovery.Sessions{Store: recovery.NewRedisStore(tr.Client(), ""), Log: log}
+//	// a cluster over Redis: the transport's stream and session keys
+//	cfg.Sessions = &recovery.Sessions{
+//		Store: tr.SessionStore(),
+//		Log:   tr.StreamLog(cluster.StreamLogOptions{}),
+//	}
 //
 // Every failure of a restore (expired, trimmed, invalid, backend error)
 // gives the client a fresh session and is counted and logged by the
@@ -32,18 +34,12 @@ var _ adapter.SessionStore = (*Sessions)(nil)
 
 // PersistSession implements adapter.SessionStore.
 func (s *Sessions) PersistSession(ctx context.Context, ps adapter.PersistedSession) error {
-	sess := Session{SID: ps.SID, PID: ps.PID, Rooms: ps.Rooms, Data: ps.Data, Nsp: ps.Nsp, Origin: ps.Origin}
-	if len(ps.Marks) > 0 {
-		sess.Marks = make([]Mark, len(ps.Marks))
-		for i, m := range ps.Marks {
-			sess.Marks[i] = Mark(m)
-		}
-	}
+	sess := Session{SID: ps.SID, PID: ps.PID, Rooms: ps.Rooms, Data: ps.Data, Nsp: ps.Nsp, Origin: ps.Origin, Marks: ps.Marks}
 	err := s.Store.Persist(ctx, sess, ps.TTL)
 	s.Metrics.sessionPersisted(err)
 	if err != nil {
 		s.logger().Warn("recovery: persisting a session failed",
-			"pid_hash", pidHash(ps.PID), "nsp", ps.Nsp, "err", err)
+			"pid_hash", PIDHash(ps.PID), "nsp", ps.Nsp, "err", err)
 		return fmt.Errorf("recovery: persist session of %s: %w", ps.SID, err)
 	}
 	return nil

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/rueidis"
 	"github.com/sockstream/sockstream/adapter"
 	"github.com/sockstream/sockstream/cluster"
 	"github.com/sockstream/sockstream/recovery"
@@ -58,66 +57,58 @@ type RedisConfig struct {
 // Enabled reports whether the server clusters over Redis.
 func (r RedisConfig) Enabled() bool { return r.URL != "" }
 
+// clusterOptions is r as the options of the cluster transport, which
+// declare the Redis options once, with their defaults and their checks:
+// RedisConfig only names them for flags and environment variables.
+func (r RedisConfig) clusterOptions() cluster.Options {
+	return cluster.Options{
+		URL:               r.URL,
+		StreamName:        r.StreamName,
+		StreamCount:       r.StreamCount,
+		MaxLen:            r.MaxLen,
+		ChannelPrefix:     r.ChannelPrefix,
+		UseShardedPubSub:  r.ShardedPubSub,
+		HeartbeatInterval: r.HeartbeatInterval,
+		HeartbeatTimeout:  r.HeartbeatTimeout,
+		RequestTimeout:    r.RequestTimeout,
+	}
+}
+
+// withDefaults sets every zero field to cluster's default.
 func (r RedisConfig) withDefaults() RedisConfig {
-	if r.StreamName == "" {
-		r.StreamName = cluster.DefaultStreamName
-	}
-	if r.StreamCount == 0 {
-		r.StreamCount = cluster.DefaultStreamCount
-	}
-	if r.MaxLen == 0 {
-		r.MaxLen = cluster.DefaultMaxLen
-	}
-	if r.ChannelPrefix == "" {
-		r.ChannelPrefix = cluster.DefaultChannelPrefix
-	}
-	if r.HeartbeatInterval == 0 {
-		r.HeartbeatInterval = cluster.DefaultHeartbeatInterval
-	}
-	if r.HeartbeatTimeout == 0 {
-		r.HeartbeatTimeout = cluster.DefaultHeartbeatTimeout
-	}
-	if r.RequestTimeout == 0 {
-		r.RequestTimeout = cluster.DefaultRequestTimeout
-	}
+	d := r.clusterOptions().Defaults()
+	r.StreamName, r.StreamCount, r.MaxLen, r.ChannelPrefix = d.StreamName, d.StreamCount, d.MaxLen, d.ChannelPrefix
+	r.HeartbeatInterval, r.HeartbeatTimeout, r.RequestTimeout = d.HeartbeatInterval, d.HeartbeatTimeout, d.RequestTimeout
 	return r
 }
 
-// validate checks r, defaults applied; options are named by their flags.
+// redisFlags names the fields of cluster.Options that RedisConfig sets by
+// their flags, for configuration errors.
+var redisFlags = map[string]string{
+	"URL":               "redis",
+	"StreamName":        "redis-stream-name",
+	"StreamCount":       "redis-stream-count",
+	"MaxLen":            "redis-max-len",
+	"ChannelPrefix":     "redis-channel-prefix",
+	"UseShardedPubSub":  "redis-sharded-pubsub",
+	"HeartbeatInterval": "redis-heartbeat-interval",
+	"HeartbeatTimeout":  "redis-heartbeat-timeout",
+	"RequestTimeout":    "redis-request-timeout",
+}
+
+// validate checks r with cluster.Options.Validate (an empty URL passes: no
+// clustering); options are named by their flags.
 func (r RedisConfig) validate() error {
-	bad := func(opt, format string, args ...any) error {
-		return &ConfigError{Option: opt, Reason: fmt.Sprintf(format, args...)}
-	}
-	if r.URL != "" {
-		// Neither error repeats the URL: it may hold a password.
-		u, err := url.Parse(r.URL)
-		if err != nil {
-			var ue *url.Error
-			if errors.As(err, &ue) {
-				err = ue.Err
-			}
-			return bad("redis", "not a URL: %v", err)
+	err := r.clusterOptions().Validate()
+	var oe *cluster.OptionsError
+	if errors.As(err, &oe) {
+		opt, ok := redisFlags[oe.Field]
+		if !ok {
+			opt = "redis"
 		}
-		if _, err := rueidis.ParseURL(r.URL); err != nil {
-			return bad("redis", "%s: %v", u.Redacted(), err)
-		}
-		if u.Host == "" && u.Scheme != "unix" {
-			return bad("redis", "%s has no host:port", u.Redacted())
-		}
+		return &ConfigError{Option: opt, Reason: oe.Reason}
 	}
-	switch {
-	case r.StreamCount < 1 || r.StreamCount > 1024:
-		return bad("redis-stream-count", "%d is not between 1 and 1024", r.StreamCount)
-	case r.MaxLen < 0:
-		return bad("redis-max-len", "%d is negative", r.MaxLen)
-	case r.HeartbeatInterval < time.Millisecond:
-		return bad("redis-heartbeat-interval", "%v is below 1ms", r.HeartbeatInterval)
-	case r.HeartbeatTimeout <= r.HeartbeatInterval:
-		return bad("redis-heartbeat-timeout", "%v is not longer than the heartbeat interval %v", r.HeartbeatTimeout, r.HeartbeatInterval)
-	case r.RequestTimeout < time.Millisecond:
-		return bad("redis-request-timeout", "%v is below 1ms", r.RequestTimeout)
-	}
-	return nil
+	return err
 }
 
 // registerFlags defines the flags of RedisConfig; d holds the defaults.
@@ -192,19 +183,9 @@ func (s *Server) setupAdapter(o *options) error {
 // from the stream, as Node's adapter does: a client recovers on any server
 // of the cluster.
 func clusterOption(r RedisConfig, recovering bool, log *slog.Logger, reg prometheus.Registerer) (Option, error) {
-	tr, err := cluster.New(cluster.Options{
-		URL:               r.URL,
-		StreamName:        r.StreamName,
-		StreamCount:       r.StreamCount,
-		MaxLen:            r.MaxLen,
-		ChannelPrefix:     r.ChannelPrefix,
-		UseShardedPubSub:  r.ShardedPubSub,
-		HeartbeatInterval: r.HeartbeatInterval,
-		HeartbeatTimeout:  r.HeartbeatTimeout,
-		RequestTimeout:    r.RequestTimeout,
-		Logger:            log,
-		Registerer:        reg,
-	})
+	opts := r.clusterOptions()
+	opts.Logger, opts.Registerer = log, reg
+	tr, err := cluster.New(opts)
 	if err != nil {
 		return nil, fmt.Errorf("redis cluster transport: %w", err)
 	}
@@ -216,7 +197,7 @@ func clusterOption(r RedisConfig, recovering bool, log *slog.Logger, reg prometh
 		Registerer:        reg,
 	}
 	if recovering {
-		sessions, err := redisSessions(tr, r, log, reg)
+		sessions, err := redisSessions(tr, log, reg)
 		if err != nil {
 			return nil, errors.Join(err, tr.Close())
 		}
@@ -234,23 +215,14 @@ func clusterOption(r RedisConfig, recovering bool, log *slog.Logger, reg prometh
 // redisSessions is connection state recovery over the transport's client:
 // sessions under Node's keys, missed packets read from the streams the
 // transport writes.
-func redisSessions(tr *cluster.Transport, r RedisConfig, log *slog.Logger, reg prometheus.Registerer) (*recovery.Sessions, error) {
+func redisSessions(tr *cluster.Transport, log *slog.Logger, reg prometheus.Registerer) (*recovery.Sessions, error) {
 	m, err := recovery.NewMetrics(reg)
 	if err != nil {
 		return nil, fmt.Errorf("recovery metrics: %w", err)
 	}
-	plog, err := recovery.NewStreamLog(tr.Client(), recovery.StreamLogOptions{
-		StreamName:  r.StreamName,
-		StreamCount: r.StreamCount,
-		Metrics:     m,
-		Logger:      log,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("recovery packet log: %w", err)
-	}
 	return &recovery.Sessions{
-		Store:   recovery.NewRedisStore(tr.Client(), ""),
-		Log:     plog,
+		Store:   tr.SessionStore(),
+		Log:     tr.StreamLog(cluster.StreamLogOptions{Metrics: m}),
 		Metrics: m,
 		Logger:  log,
 	}, nil

@@ -12,6 +12,7 @@
 // bytes that are left before allocating, so a forged header cannot make it
 // allocate more than the input's size.
 //
-// It is shared by package cluster (stream entries and pub/sub payloads) and
-// package recovery (persisted sessions).
+// Package cluster decodes with it everything it reads from Redis (stream
+// entries, pub/sub payloads, persisted sessions); its encoder is
+// cluster/msgpack.go.
 package msgpack

@@ -1,35 +1,23 @@
-package recovery
+package cluster
 
 import (
 	"bytes"
 	"encoding/base64"
 	"errors"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/vmihailenco/msgpack/v5"
+	"github.com/sockstream/sockstream/adapter"
+	"github.com/sockstream/sockstream/recovery"
 )
 
 const (
 	testPID  = "AbCdEfGhIjKlMnOpQrSt"     // 20 characters, as Node's base64id
 	testPID2 = "AbCdEfGhIjKlMnOpQrStUv_-" // 24 characters, as zishang520's
 )
-
-func TestValidPID(t *testing.T) {
-	for _, pid := range []string{testPID, testPID2, "aaaaaaaaaaaaaaaaaaaa", "-_-_-_-_-_-_-_-_-_-_"} {
-		if !ValidPID(pid) {
-			t.Errorf("ValidPID(%q) = false", pid)
-		}
-	}
-	for _, pid := range []string{"", "short", testPID + "x", testPID[:19], "AbCdEfGhIjKlMnOpQrS*", "AbCdEfGhIjKlMnOpQrS/",
-		"AbCdEfGhIjKlMnOpQrS=", "AbCdEfGhIjKlMnOpQrS ", "AbCdEfGhIjKlMnOpQrSé", strings.Repeat("a", 1000)} {
-		if ValidPID(pid) {
-			t.Errorf("ValidPID(%q) = true", pid)
-		}
-	}
-}
 
 type taggedData struct {
 	UserID string `json:"userId"`
@@ -39,7 +27,7 @@ type taggedData struct {
 
 func TestSessionRoundTrip(t *testing.T) {
 	at := time.UnixMilli(1700000000123).UTC()
-	in := Session{
+	in := recovery.Session{
 		SID:   "sid-1",
 		PID:   testPID,
 		Rooms: []string{"sid-1", "room ü"},
@@ -66,7 +54,7 @@ func TestSessionRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Session{
+	want := recovery.Session{
 		SID:   "sid-1",
 		PID:   testPID,
 		Rooms: []string{"sid-1", "room ü"},
@@ -94,7 +82,7 @@ func TestEncodeSessionShape(t *testing.T) {
 	// Node's restore calls rooms.forEach: rooms must be an array, never nil;
 	// and nsp is only written when set, so a Node-shaped session has
 	// exactly Node's four keys, in Node's order.
-	v, err := encodeSession(Session{SID: "s", PID: testPID})
+	v, err := encodeSession(recovery.Session{SID: "s", PID: testPID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,24 +96,30 @@ func TestEncodeSessionShape(t *testing.T) {
 }
 
 func TestEncodeSessionError(t *testing.T) {
-	_, err := encodeSession(Session{SID: "s", PID: testPID, Data: map[string]any{"f": func() {}}})
+	_, err := encodeSession(recovery.Session{SID: "s", PID: testPID, Data: map[string]any{"f": func() {}}})
 	if err == nil {
 		t.Fatal("a func in Data encoded without error")
 	}
 }
 
+// mp is base64 of the MessagePack of v, as the stream encoder writes it.
 func mp(t testing.TB, v any) string {
 	t.Helper()
-	b, err := msgpack.Marshal(v)
+	var n normalizer
+	tree, err := n.value(v, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return base64.StdEncoding.EncodeToString(b)
+	var e mpEncoder
+	if err := e.encode(tree, 0); err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(e.buf)
 }
 
 func b64(b ...byte) string { return base64.StdEncoding.EncodeToString(b) }
 
-// corruptValues are stored values a Take must refuse with ErrCorrupt
+// corruptValues are stored values a Take must refuse with recovery.ErrCorrupt
 // without panicking, by name.
 func corruptValues(t testing.TB) map[string]string {
 	deep := bytes.Repeat([]byte{0x91}, 1<<20) // a megabyte of nested one-element arrays
@@ -162,8 +156,8 @@ func TestDecodeSessionCorrupt(t *testing.T) {
 	for name, v := range corruptValues(t) {
 		t.Run(name, func(t *testing.T) {
 			s, err := decodeSession(v, testPID)
-			if !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("decodeSession = %+v, %v; want ErrCorrupt", s, err)
+			if !errors.Is(err, recovery.ErrCorrupt) {
+				t.Fatalf("decodeSession = %+v, %v; want recovery.ErrCorrupt", s, err)
 			}
 			if strings.Contains(err.Error(), testPID) {
 				t.Fatalf("the error reveals the pid: %v", err)
@@ -176,8 +170,23 @@ func TestDecodeLenient(t *testing.T) {
 	// What Node's Buffer.from(s, "base64") and @msgpack/msgpack accept and
 	// we must accept too: unpadded base64, all number forms, unknown keys
 	// (the decoder's own forms are tested in internal/msgpack).
-	raw, _ := msgpack.Marshal(map[string]any{"sid": "s", "pid": testPID, "rooms": []string{"s"}, "extra": 1,
-		"data": []any{int8(-5), int16(-300), int32(-70000), int64(-5e9), uint8(200), uint16(60000), uint32(4e9), uint64(5e9), float32(1.5)}})
+	// {"sid": "s", "pid": testPID, "rooms": ["s"], "extra": 1, "data": [...]}
+	// with every number form, float 32 included, which no JavaScript
+	// encoder writes by default but @msgpack/msgpack reads.
+	raw := []byte{0x85, 0xa3, 's', 'i', 'd', 0xa1, 's', 0xa3, 'p', 'i', 'd', 0xb4}
+	raw = append(raw, testPID...)
+	raw = append(raw, 0xa5, 'r', 'o', 'o', 'm', 's', 0x91, 0xa1, 's', 0xa5, 'e', 'x', 't', 'r', 'a', 0x01,
+		0xa4, 'd', 'a', 't', 'a', 0x99,
+		0xfb,             // -5
+		0xd1, 0xfe, 0xd4, // -300
+		0xd2, 0xff, 0xfe, 0xee, 0x90, // -70000
+		0xd3, 0xff, 0xff, 0xff, 0xfe, 0xd5, 0xfa, 0x0e, 0x00, // -5e9
+		0xcc, 0xc8, // 200
+		0xcd, 0xea, 0x60, // 60000
+		0xce, 0xee, 0x6b, 0x28, 0x00, // 4e9
+		0xcf, 0x00, 0x00, 0x00, 0x01, 0x2a, 0x05, 0xf2, 0x00, // 5e9
+		0xca, 0x3f, 0xc0, 0x00, 0x00, // float 32 1.5
+	)
 	v := strings.TrimRight(base64.StdEncoding.EncodeToString(raw), "=")
 	s, err := decodeSession(v, testPID)
 	if err != nil {
@@ -198,7 +207,7 @@ func FuzzDecodeSession(f *testing.F) {
 			f.Add(v)
 		}
 	}
-	valid, err := encodeSession(Session{SID: "s", PID: testPID, Rooms: []string{"s"}, Data: map[string]any{"a": []any{1, "b"}}})
+	valid, err := encodeSession(recovery.Session{SID: "s", PID: testPID, Rooms: []string{"s"}, Data: map[string]any{"a": []any{1, "b"}}})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -208,8 +217,75 @@ func FuzzDecodeSession(f *testing.F) {
 		if err == nil && (s.SID == "" || s.PID != testPID || s.Rooms == nil) {
 			t.Fatalf("accepted an invalid session %+v", s)
 		}
-		if err != nil && !errors.Is(err, ErrCorrupt) {
-			t.Fatalf("error %v does not wrap ErrCorrupt", err)
+		if err != nil && !errors.Is(err, recovery.ErrCorrupt) {
+			t.Fatalf("error %v does not wrap recovery.ErrCorrupt", err)
 		}
 	})
+}
+
+func TestSessionMarksRoundTrip(t *testing.T) {
+	in := recovery.Session{SID: "s", PID: testPID, Rooms: []string{"s"}, Nsp: "/", Origin: "0123456789abcdef",
+		Marks: []adapter.DeliveryMark{{Offset: "1-1", Own: "1-1", Others: ""}, {Offset: "2-0", Own: "1-1", Others: "2-0"}}}
+	v, err := encodeSession(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := decodeSession(v, testPID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(*out, in) {
+		t.Errorf("round trip: %+v, want %+v", *out, in)
+	}
+	for name, delivery := range map[string]any{
+		"not a map":     "x",
+		"no uid":        map[string]any{"marks": []any{}},
+		"marks not arr": map[string]any{"uid": "u", "marks": 1},
+		"short mark":    map[string]any{"uid": "u", "marks": []any{[]any{"1-1", "1-1"}}},
+		"number in":     map[string]any{"uid": "u", "marks": []any{[]any{"1-1", 2, ""}}},
+	} {
+		v := mp(t, map[string]any{"sid": "s", "pid": testPID, "rooms": []string{}, "delivery": delivery})
+		if _, err := decodeSession(v, testPID); !errors.Is(err, recovery.ErrCorrupt) {
+			t.Errorf("%s: err = %v, want recovery.ErrCorrupt", name, err)
+		}
+	}
+}
+
+// benchSession is a session as a chat server persists it: a few rooms,
+// small user data and a full set of delivery marks.
+func benchSession() recovery.Session {
+	marks := make([]adapter.DeliveryMark, 64)
+	for i := range marks {
+		o := "1700000000123-" + strconv.Itoa(i)
+		marks[i] = adapter.DeliveryMark{Offset: o, Own: o, Others: "1700000000100-0"}
+	}
+	return recovery.Session{
+		SID: "Xq3kP0aZbQ1xYw2vUu7T", PID: testPID, Rooms: []string{"Xq3kP0aZbQ1xYw2vUu7T", "lobby", "room-42"},
+		Data: map[string]any{"user": "alice", "id": 12345, "admin": false, "joined": time.UnixMilli(1700000000123).UTC(),
+			"prefs": map[string]any{"theme": "dark", "lang": "en"}, "tags": []string{"a", "b"}},
+		Nsp: "/chat", Origin: "0123456789abcdef", Marks: marks,
+	}
+}
+
+func BenchmarkEncodeSession(b *testing.B) {
+	s := benchSession()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := encodeSession(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecodeSession(b *testing.B) {
+	v, err := encodeSession(benchSession())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := decodeSession(v, testPID); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -1,4 +1,4 @@
-package recovery
+package cluster
 
 import (
 	"context"
@@ -13,17 +13,19 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sockstream/sockstream/recovery"
 )
 
-func TestRedisStorePersistTake(t *testing.T) {
+func TestSessionStorePersistTake(t *testing.T) {
 	srv, c := redisClient(t)
-	s := NewRedisStore(c, "")
+	s := NewSessionStore(c, SessionStoreOptions{})
 	ctx := context.Background()
-	in := Session{SID: "sid1", PID: testPID, Rooms: []string{"sid1", "r1"}, Data: map[string]any{"user": "u1", "n": 3}, Nsp: "/chat"}
+	in := recovery.Session{SID: "sid1", PID: testPID, Rooms: []string{"sid1", "r1"}, Data: map[string]any{"user": "u1", "n": 3}, Nsp: "/chat"}
 	if err := s.Persist(ctx, in, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	pttl, err := srv.Do("PTTL", DefaultKeyPrefix+testPID)
+	pttl, err := srv.Do("PTTL", DefaultSessionKeyPrefix+testPID)
 	if err != nil || pttl.(int64) <= 0 || pttl.(int64) > 60_000 {
 		t.Fatalf("PTTL = %v, %v; want a ttl of at most 60000 ms", pttl, err)
 	}
@@ -36,43 +38,43 @@ func TestRedisStorePersistTake(t *testing.T) {
 	if !reflect.DeepEqual(*got, want) {
 		t.Errorf("Take = %+v, want %+v", *got, want)
 	}
-	if _, err := s.Take(ctx, testPID); !errors.Is(err, ErrNotFound) {
-		t.Errorf("second Take: err = %v, want ErrNotFound (a session is restored at most once)", err)
+	if _, err := s.Take(ctx, testPID); !errors.Is(err, recovery.ErrNotFound) {
+		t.Errorf("second Take: err = %v, want recovery.ErrNotFound (a session is restored at most once)", err)
 	}
 
-	if err := s.Persist(ctx, Session{SID: "x", PID: "bad pid"}, time.Minute); !errors.Is(err, ErrInvalidPID) {
+	if err := s.Persist(ctx, recovery.Session{SID: "x", PID: "bad pid"}, time.Minute); !errors.Is(err, recovery.ErrInvalidPID) {
 		t.Errorf("Persist with a bad pid: %v", err)
 	}
-	if err := s.Persist(ctx, Session{SID: "x", PID: testPID}, time.Microsecond); !errors.Is(err, ErrInvalidTTL) {
+	if err := s.Persist(ctx, recovery.Session{SID: "x", PID: testPID}, time.Microsecond); !errors.Is(err, recovery.ErrInvalidTTL) {
 		t.Errorf("Persist with a 1µs ttl: %v", err)
 	}
-	if _, err := s.Take(ctx, "*"); !errors.Is(err, ErrInvalidPID) {
+	if _, err := s.Take(ctx, "*"); !errors.Is(err, recovery.ErrInvalidPID) {
 		t.Errorf("Take of a key pattern: %v", err)
 	}
 
 	// Expiry is Redis' own.
-	if err := s.Persist(ctx, Session{SID: "x", PID: testPID2}, 50*time.Millisecond); err != nil {
+	if err := s.Persist(ctx, recovery.Session{SID: "x", PID: testPID2}, 50*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(150 * time.Millisecond)
-	if _, err := s.Take(ctx, testPID2); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Take after the ttl: %v, want ErrNotFound", err)
+	if _, err := s.Take(ctx, testPID2); !errors.Is(err, recovery.ErrNotFound) {
+		t.Errorf("Take after the ttl: %v, want recovery.ErrNotFound", err)
 	}
 
 	// A corrupt value is reported once and consumed.
-	if _, err := srv.Do("SET", DefaultKeyPrefix+testPID, "!!not base64"); err != nil {
+	if _, err := srv.Do("SET", DefaultSessionKeyPrefix+testPID, "!!not base64"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Take(ctx, testPID); !errors.Is(err, ErrCorrupt) {
-		t.Errorf("Take of a corrupt value: %v, want ErrCorrupt", err)
+	if _, err := s.Take(ctx, testPID); !errors.Is(err, recovery.ErrCorrupt) {
+		t.Errorf("Take of a corrupt value: %v, want recovery.ErrCorrupt", err)
 	}
-	if n, _ := srv.Do("EXISTS", DefaultKeyPrefix+testPID); n.(int64) != 0 {
+	if n, _ := srv.Do("EXISTS", DefaultSessionKeyPrefix+testPID); n.(int64) != 0 {
 		t.Error("the corrupt value was not deleted")
 	}
 
 	// A custom prefix.
-	p := NewRedisStore(c, "app:s:")
-	if err := p.Persist(ctx, Session{SID: "y", PID: testPID}, time.Minute); err != nil {
+	p := NewSessionStore(c, SessionStoreOptions{KeyPrefix: "app:s:"})
+	if err := p.Persist(ctx, recovery.Session{SID: "y", PID: testPID}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := srv.Do("EXISTS", "app:s:"+testPID); n.(int64) != 1 {
@@ -80,12 +82,12 @@ func TestRedisStorePersistTake(t *testing.T) {
 	}
 }
 
-func TestRedisStoreTakeOnce(t *testing.T) {
+func TestSessionStoreTakeOnce(t *testing.T) {
 	_, c := redisClient(t)
-	s := NewRedisStore(c, "")
+	s := NewSessionStore(c, SessionStoreOptions{})
 	ctx := context.Background()
 	for round := range 20 {
-		if err := s.Persist(ctx, Session{SID: "s", PID: testPID}, time.Minute); err != nil {
+		if err := s.Persist(ctx, recovery.Session{SID: "s", PID: testPID}, time.Minute); err != nil {
 			t.Fatal(err)
 		}
 		var wins atomic.Int32
@@ -96,7 +98,7 @@ func TestRedisStoreTakeOnce(t *testing.T) {
 				defer wg.Done()
 				if _, err := s.Take(ctx, testPID); err == nil {
 					wins.Add(1)
-				} else if !errors.Is(err, ErrNotFound) {
+				} else if !errors.Is(err, recovery.ErrNotFound) {
 					t.Errorf("Take: %v", err)
 				}
 			}()
@@ -108,21 +110,25 @@ func TestRedisStoreTakeOnce(t *testing.T) {
 	}
 }
 
-func TestRedisStoreBackendError(t *testing.T) {
+func TestSessionStoreBackendError(t *testing.T) {
 	srv, c := redisClient(t)
-	s := NewRedisStore(c, "")
+	s := NewSessionStore(c, SessionStoreOptions{})
 	srv.Kill()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := s.Persist(ctx, Session{SID: "s", PID: testPID}, time.Minute); err == nil {
+	if err := s.Persist(ctx, recovery.Session{SID: "s", PID: testPID}, time.Minute); err == nil {
 		t.Error("Persist succeeded with Redis down")
 	}
 	_, err := s.Take(ctx, testPID)
-	if err == nil || errors.Is(err, ErrNotFound) {
+	if err == nil || errors.Is(err, recovery.ErrNotFound) {
 		t.Errorf("Take with Redis down: err = %v, want a backend error", err)
 	}
-	if r := takeReason(err); r != ReasonError {
-		t.Errorf("reason %q, want %q", r, ReasonError)
+	// The restore reports it as a backend failure, not as a missing or
+	// corrupt session.
+	log := recovery.NewMemoryLog(recovery.MemoryLogOptions{})
+	off := log.Append("/", []any{"e"}, recovery.PacketOptions{})
+	if _, err := recovery.Restore(ctx, s, log, testPID, off, "/"); recovery.ReasonOf(err) != recovery.ReasonError {
+		t.Errorf("restore with Redis down: %v, want reason %q", err, recovery.ReasonError)
 	}
 }
 
@@ -183,11 +189,11 @@ func TestNodePersistsGoRestores(t *testing.T) {
 	if res["ok"] != true {
 		t.Fatalf("node persist: %v", res)
 	}
-	got, err := NewRedisStore(c, "").Take(context.Background(), testPID)
+	got, err := NewSessionStore(c, SessionStoreOptions{}).Take(context.Background(), testPID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Session{SID: "nodeSid", PID: testPID, Rooms: []string{"nodeSid", "r1"}, Data: goData}
+	want := recovery.Session{SID: "nodeSid", PID: testPID, Rooms: []string{"nodeSid", "r1"}, Data: goData}
 	if !reflect.DeepEqual(*got, want) {
 		t.Errorf("Go restored %#v\nwant %#v", *got, want)
 	}
@@ -196,8 +202,8 @@ func TestNodePersistsGoRestores(t *testing.T) {
 func TestGoPersistsNodeRestores(t *testing.T) {
 	srv, c := redisClient(t)
 	goData, jsData := interopData()
-	in := Session{SID: "goSid", PID: testPID, Rooms: []string{"goSid", "r1"}, Data: goData, Nsp: "/"}
-	if err := NewRedisStore(c, "").Persist(context.Background(), in, time.Minute); err != nil {
+	in := recovery.Session{SID: "goSid", PID: testPID, Rooms: []string{"goSid", "r1"}, Data: goData, Nsp: "/"}
+	if err := NewSessionStore(c, SessionStoreOptions{}).Persist(context.Background(), in, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	res := nodeSession(t, nil, "restore", srv.URL(), testPID)
@@ -211,7 +217,7 @@ func TestGoPersistsNodeRestores(t *testing.T) {
 	if !reflect.DeepEqual(sess["data"], jsData) {
 		t.Errorf("node restored data %#v\nwant %#v", sess["data"], jsData)
 	}
-	if n, _ := srv.Do("EXISTS", DefaultKeyPrefix+testPID); n.(int64) != 0 {
+	if n, _ := srv.Do("EXISTS", DefaultSessionKeyPrefix+testPID); n.(int64) != 0 {
 		t.Error("Node's restore left the session in Redis")
 	}
 }
@@ -226,5 +232,29 @@ func TestNodeEncodingDecodes(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got.Data, goData) {
 		t.Errorf("decoded %#v\nwant %#v", got.Data, goData)
+	}
+}
+
+// TestGoEncodingMatchesNode: for a session as Node persists it, the value
+// a Go node stores is byte for byte the one Node's persistSession stores
+// (@msgpack/msgpack): key order, number forms, binary and timestamps.
+func TestGoEncodingMatchesNode(t *testing.T) {
+	goData, jsData := interopData()
+	type nodeShaped struct {
+		SID   string   `json:"sid"`
+		PID   string   `json:"pid"`
+		Rooms []string `json:"rooms"`
+		Data  any      `json:"data"`
+	}
+	res := nodeSession(t, nodeShaped{SID: "s", PID: testPID, Rooms: []string{"s", "r1"}, Data: jsData}, "encode")
+	want, _ := res["value"].(string)
+	got, err := encodeSession(recovery.Session{SID: "s", PID: testPID, Rooms: []string{"s", "r1"}, Data: goData})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		g, _ := base64.StdEncoding.DecodeString(got)
+		w, _ := base64.StdEncoding.DecodeString(want)
+		t.Errorf("Go encoding differs from Node's:\n got % x\nwant % x", g, w)
 	}
 }
