@@ -2,18 +2,15 @@ package emitter
 
 import (
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/redis/rueidis"
 	"github.com/sockstream/sockstream/cluster"
 )
 
-// DefaultRequestTimeout is the default of Options.RequestTimeout.
-const DefaultRequestTimeout = 5 * time.Second
-
-// maxStreamCount is the bound server.RedisConfig puts on StreamCount.
-const maxStreamCount = 1024
+// DefaultRequestTimeout is the default of Options.RequestTimeout, the
+// nodes' (cluster.DefaultRequestTimeout).
+const DefaultRequestTimeout = cluster.DefaultRequestTimeout
 
 // ErrInvalidOptions is wrapped by the error New returns for invalid
 // Options; the error itself is an *OptionsError naming the field.
@@ -79,41 +76,34 @@ type Options struct {
 	RequestTimeout time.Duration
 }
 
+// withDefaults fills the zero fields with the nodes' defaults and checks
+// o, through cluster.Options: the options the emitter shares with the
+// nodes are declared, defaulted and checked in one place.
 func (o Options) withDefaults() (Options, error) {
-	bad := func(field, format string, args ...any) error {
-		return &OptionsError{Field: field, Reason: fmt.Sprintf(format, args...)}
-	}
 	if o.Client == nil && o.URL == "" {
-		return o, bad("Client", "set Client or URL")
+		return o, &OptionsError{Field: "Client", Reason: "set Client or URL"}
 	}
-	if o.StreamName == "" {
-		o.StreamName = cluster.DefaultStreamName
+	co := cluster.Options{
+		URL:              o.URL,
+		StreamName:       o.StreamName,
+		StreamCount:      o.StreamCount,
+		MaxLen:           o.MaxLen,
+		OnlyPlaintext:    o.OnlyPlaintext,
+		MaxDataSize:      o.MaxDataSize,
+		ChannelPrefix:    o.ChannelPrefix,
+		UseShardedPubSub: o.UseShardedPubSub,
+		RequestTimeout:   o.RequestTimeout,
 	}
-	if o.StreamCount == 0 {
-		o.StreamCount = cluster.DefaultStreamCount
+	if err := co.Validate(); err != nil {
+		var ce *cluster.OptionsError
+		if errors.As(err, &ce) {
+			return o, &OptionsError{Field: ce.Field, Reason: ce.Reason}
+		}
+		return o, &OptionsError{Field: "Options", Reason: err.Error()}
 	}
-	if o.MaxLen == 0 {
-		o.MaxLen = cluster.DefaultMaxLen
-	}
-	if o.MaxDataSize == 0 {
-		o.MaxDataSize = cluster.DefaultMaxDataSize
-	}
-	if o.ChannelPrefix == "" {
-		o.ChannelPrefix = cluster.DefaultChannelPrefix
-	}
-	if o.RequestTimeout == 0 {
-		o.RequestTimeout = DefaultRequestTimeout
-	}
-	switch {
-	case o.StreamCount < 1 || o.StreamCount > maxStreamCount:
-		return o, bad("StreamCount", "%d is not between 1 and %d", o.StreamCount, maxStreamCount)
-	case o.MaxLen < 0:
-		return o, bad("MaxLen", "%d is negative", o.MaxLen)
-	case o.MaxDataSize < 0:
-		return o, bad("MaxDataSize", "%d is negative", o.MaxDataSize)
-	case o.RequestTimeout < time.Millisecond:
-		return o, bad("RequestTimeout", "%v is below 1ms", o.RequestTimeout)
-	}
+	co = co.Defaults()
+	o.StreamName, o.StreamCount, o.MaxLen = co.StreamName, co.StreamCount, co.MaxLen
+	o.MaxDataSize, o.ChannelPrefix, o.RequestTimeout = co.MaxDataSize, co.ChannelPrefix, co.RequestTimeout
 	return o, nil
 }
 
