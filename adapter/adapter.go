@@ -822,9 +822,15 @@ func (a *NamespaceAdapter) shutdown() {
 	a.outMu.Unlock()
 
 	// Let the outbound task publish what is queued, within RequestTimeout
-	// (nothing more can be queued: push refuses once closing).
+	// (nothing more can be queued: push refuses once closing). Stopping
+	// the task ends it after the batch it runs; what was queued behind
+	// that batch is published (or fails, once RequestTimeout has cancelled
+	// publishing) and applied here, so that every caller gets its answer.
 	timer := time.AfterFunc(a.opts.RequestTimeout, a.pubCancel)
 	a.outTask.stop()
+	for a.out.len() > 0 {
+		a.outStep()
+	}
 	timer.Stop()
 
 	a.mu.Lock()
