@@ -26,8 +26,11 @@
 //
 // # Guarantees
 //
-// Reading. Each stream is read on its own dedicated connection with XREAD
-// BLOCK BlockTime COUNT ReadCount. Like Node's "$", a node gets what is
+// Reading. Each stream is read on its own dedicated connection, ReadCount
+// entries at a time, in a transaction (MULTI; XREAD; XINFO STREAM; EXEC) so
+// that the stream's counters describe the state the entries were read
+// from; when there is nothing to read, an XREAD BLOCK BlockTime waits for
+// new entries. Like Node's "$", a node gets what is
 // written after it started; unlike "$", the start is resolved to a concrete
 // entry id, and the reader keeps the id of the last entry it read. After any
 // failure (connection cut, Redis restarted or paused) it reconnects with
@@ -37,8 +40,9 @@
 // within BlockTime + RequestTimeout is abandoned with its connection.
 //
 // Trimmed gaps. If MAXLEN trimmed entries this node had not read (it was
-// cut off, or fell more than MaxLen entries behind), the loss is detected
-// from XINFO STREAM (Redis 7+), logged at Error and counted in
+// cut off, held back, or outpaced by a burst larger than MaxLen), the loss
+// is detected exactly from the XINFO STREAM of the read's transaction
+// (Redis 7+), logged at Error and counted in
 // sockstream_cluster_stream_entries_trimmed_unread_total; the
 // stream_lag_entries and stream_lag_seconds gauges warn before it happens.
 // Size MaxLen for the longest outage to be survived. The lag gauges are
