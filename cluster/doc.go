@@ -107,9 +107,10 @@
 // come and go (pubsub.go): a namespace costs no connection and no goroutine
 // of the transport. Only a second subscription of the same namespace on one
 // transport gets a second pub/sub connection, because NUMSUB, with which
-// nodes count each other, counts connections. With sharded pub/sub, each
-// subscription still has two connections of its own (its channels hash to
-// slots of different shards). XRANGE with an exclusive
+// nodes count each other, counts connections. With sharded pub/sub, the
+// channels are grouped by the master serving their slot, one pub/sub
+// connection per master (shard_map.go; the slot map follows -MOVED answers,
+// sunsubscribe pushes and failovers). XRANGE with an exclusive
 // start, used to reconcile lost XADD replies, needs Redis 6.2; gap
 // detection needs Redis 7.
 //

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -14,9 +13,8 @@ import (
 
 // subscription is one Subscribe call: a namespace adapter (nsp, uid) and
 // its handler, fed by the stream readers (durable messages of nsp) and by
-// pub/sub (the public channel of nsp and its private one): on the node's
-// shared pub/sub connection (pubsub.go), or, with sharded pub/sub, on
-// receive loops of its own.
+// pub/sub (the public channel of nsp and its private one), on the node's
+// shared pub/sub connections (pubsub.go).
 type subscription struct {
 	t        *Transport
 	nsp, uid string
@@ -24,8 +22,6 @@ type subscription struct {
 	public   string
 	private  string
 	closed   atomic.Bool
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
 	ready    chan struct{} // closed once every channel is subscribed the first time
 	nReady   atomic.Int32
 	want     int32
@@ -51,73 +47,7 @@ func (s *subscription) deliver(msg *adapter.Message) {
 	s.h(msg)
 }
 
-// channelSets returns the SSUBSCRIBE commands that the receive loops of a
-// sharded subscription keep alive: one per channel (the two channels hash
-// to different slots, maybe different shards).
-func (s *subscription) channelSets() [][]string {
-	return [][]string{{s.public}, {s.private}}
-}
-
-// receiveLoop keeps channels subscribed (sharded pub/sub) until ctx is
-// done: it resubscribes after every failure, with backoff.
-func (s *subscription) receiveLoop(ctx context.Context, channels []string) {
-	defer s.wg.Done()
-	t := s.t
-	var bo backoff
-	var marked atomic.Bool
-	for ctx.Err() == nil {
-		if !t.waitConnected(ctx) {
-			return
-		}
-		c := t.client
-		var cmd rueidis.Completed
-		if t.opts.UseShardedPubSub {
-			cmd = c.B().Ssubscribe().Channel(channels...).Build()
-		} else {
-			cmd = c.B().Subscribe().Channel(channels...).Build()
-		}
-		confirmed := 0
-		var subscribed atomic.Bool
-		hctx := rueidis.WithOnSubscriptionHook(ctx, func(ps rueidis.PubSubSubscription) {
-			if ps.Kind != "subscribe" && ps.Kind != "ssubscribe" {
-				return
-			}
-			confirmed++
-			if confirmed == len(channels) {
-				t.health.ok()
-				subscribed.Store(true)
-				if !marked.Swap(true) {
-					s.markReady()
-				}
-			}
-		})
-		// A connection of its own: unsubscribing is closing it (rueidis
-		// ends a Receive on cancellation without UNSUBSCRIBE), and NUMSUB
-		// then stops counting this adapter at once.
-		dc, release := c.Dedicate()
-		err := dc.Receive(hctx, cmd, func(m rueidis.PubSubMessage) { s.onPubSub(m) })
-		dc.Close()
-		release()
-		if ctx.Err() != nil {
-			return
-		}
-		if err == nil {
-			// Unsubscribed by someone else (a server-side kill of
-			// the subscription): subscribe again.
-			continue
-		}
-		if subscribed.Load() {
-			bo.reset()
-		}
-		t.health.fail(err)
-		t.log.Debug("cluster: pub/sub subscription lost", "channels", channels, "err", err)
-		if !bo.wait(ctx, t.health) {
-			return
-		}
-	}
-}
-
-// confirm records that channel was subscribed (on the shared connection);
+// confirm records that channel was subscribed (on a shared connection);
 // ready is closed once both channels were.
 func (s *subscription) confirm(channel string) {
 	s.confirmMu.Lock()
@@ -138,8 +68,8 @@ func (s *subscription) markReady() {
 	}
 }
 
-// onPubSub runs on the connection's reading goroutine (shared connection)
-// or on receiveLoop's (sharded); it must not block for long,
+// onPubSub runs on a shared connection's reading goroutine; it must not
+// block for long,
 // so it only queues for the dispatcher, on its pub/sub lane (which stream
 // backpressure never holds up, see dispatcher).
 func (s *subscription) onPubSub(m rueidis.PubSubMessage) {

@@ -556,35 +556,27 @@ func (t *Transport) ServerCount(ctx context.Context, nsp string) (int, error) {
 
 // Subscribe implements adapter.Transport. It subscribes to the namespace's
 // public channel and to the adapter's private one (on the node's shared
-// pub/sub connection, or, with sharded pub/sub, on connections of the
-// subscription's own), and registers h for the namespace's stream entries
-// (read by the node's stream readers). While Redis is reachable it waits (up to
-// RequestTimeout, or ctx) for the subscriptions to be confirmed, so that
-// the node is counted by ServerCount when it returns; otherwise it returns
-// at once and the subscriptions are made when Redis is back.
+// pub/sub connection, or, with sharded pub/sub, on the node's connection
+// to the master of each channel's slot), and registers h for the
+// namespace's stream entries (read by the node's stream readers). While
+// Redis is reachable it waits (up to RequestTimeout, or ctx) for the
+// subscriptions to be confirmed, so that the node is counted by
+// ServerCount when it returns; otherwise it returns at once and the
+// subscriptions are made when Redis is back.
 func (t *Transport) Subscribe(ctx context.Context, nsp, uid string, h adapter.Handler) (func(), error) {
 	if h == nil || nsp == "" || uid == "" {
 		return nil, fmt.Errorf("cluster: Subscribe needs a namespace, a uid and a handler")
 	}
-	sctx, cancel := context.WithCancel(t.ctx)
 	s := &subscription{
 		t: t, nsp: nsp, uid: uid, h: h,
 		public:  t.publicChannel(nsp),
 		private: t.privateChannel(nsp, uid),
-		cancel:  cancel,
 		ready:   make(chan struct{}),
 	}
-	var sets [][]string
-	if t.opts.UseShardedPubSub {
-		sets = s.channelSets()
-		s.want = int32(len(sets))
-	} else {
-		s.want = 2 // both channels, confirmed one by one (see confirm)
-	}
+	s.want = 2 // both channels, confirmed one by one (see confirm)
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
-		cancel()
 		return nil, adapter.ErrClosed
 	}
 	t.subs[nsp] = append(append([]*subscription(nil), t.subs[nsp]...), s)
@@ -592,13 +584,7 @@ func (t *Transport) Subscribe(ctx context.Context, nsp, uid string, h adapter.Ha
 	n := t.nsubs
 	t.mu.Unlock()
 	t.metrics.subscriptions.Set(float64(n))
-	if sets == nil {
-		t.pubsub.add(s)
-	}
-	for _, chans := range sets {
-		s.wg.Add(1)
-		go s.receiveLoop(sctx, chans)
-	}
+	t.pubsub.add(s)
 	unsubscribe := func() { t.unsubscribe(s) }
 	t.awaitConnection(ctx)
 	if !t.isConnected() || !t.health.isUp() {
@@ -637,17 +623,14 @@ func (t *Transport) unsubscribe(s *subscription) {
 		t.metrics.subscriptions.Set(float64(n))
 	}
 	s.closed.Store(true)
-	if !t.opts.UseShardedPubSub {
-		t.pubsub.remove(s)
-	}
+	t.pubsub.remove(s)
 	s.stop()
 }
 
-// stop cancels the subscription and waits for its receive loops.
+// stop ends the deliveries to the subscription (its channels are left on
+// the shared connections, which Close closes).
 func (s *subscription) stop() {
 	s.closed.Store(true)
-	s.cancel()
-	s.wg.Wait()
 }
 
 // subscribers returns the subscriptions of nsp.
