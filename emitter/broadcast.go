@@ -15,11 +15,9 @@ import (
 // receiver as it was, so a Broadcast can be kept and shared between
 // goroutines.
 type Broadcast struct {
-	e      *Emitter
-	nsp    string
-	rooms  []string
-	except []string
-	flags  adapter.Flags
+	e   *Emitter
+	nsp string
+	sel adapter.Selection
 }
 
 func (b *Broadcast) clone() *Broadcast {
@@ -27,19 +25,13 @@ func (b *Broadcast) clone() *Broadcast {
 		return &Broadcast{}
 	}
 	c := *b
-	c.rooms = slices.Clone(b.rooms)
-	c.except = slices.Clone(b.except)
 	return &c
 }
 
 // To adds rooms: the sockets in any of the rooms are selected.
 func (b *Broadcast) To(rooms ...string) *Broadcast {
 	c := b.clone()
-	for _, r := range rooms {
-		if !slices.Contains(c.rooms, r) {
-			c.rooms = append(c.rooms, r)
-		}
-	}
+	c.sel = c.sel.To(rooms...)
 	return c
 }
 
@@ -49,11 +41,7 @@ func (b *Broadcast) In(rooms ...string) *Broadcast { return b.To(rooms...) }
 // Except leaves out the sockets in any of rooms.
 func (b *Broadcast) Except(rooms ...string) *Broadcast {
 	c := b.clone()
-	for _, r := range rooms {
-		if !slices.Contains(c.except, r) {
-			c.except = append(c.except, r)
-		}
-	}
+	c.sel = c.sel.Except(rooms...)
 	return c
 }
 
@@ -62,29 +50,19 @@ func (b *Broadcast) Except(rooms ...string) *Broadcast {
 // it an offset nor replays it.
 func (b *Broadcast) Volatile() *Broadcast {
 	c := b.clone()
-	c.flags.Volatile = true
+	c.sel = c.sel.WithFlags(func(f *adapter.Flags) { f.Volatile = true })
 	return c
 }
 
 // Compress sets whether the nodes compress the events' packets.
 func (b *Broadcast) Compress(on bool) *Broadcast {
 	c := b.clone()
-	c.flags.Compress = &on
+	c.sel = c.sel.WithFlags(func(f *adapter.Flags) { f.Compress = &on })
 	return c
 }
 
-// opts is the selection as the wire carries it: rooms and except always
-// present, empty arrays included, as Node's restore code needs.
-func (b *Broadcast) opts() adapter.Options {
-	o := adapter.Options{Rooms: slices.Clone(b.rooms), Except: slices.Clone(b.except), Flags: b.flags}
-	if o.Rooms == nil {
-		o.Rooms = []string{}
-	}
-	if o.Except == nil {
-		o.Except = []string{}
-	}
-	return o
-}
+// opts is the selection as the wire carries it.
+func (b *Broadcast) opts() adapter.Options { return b.sel.Options() }
 
 // Emit sends the event with args to the selected sockets: one stream entry
 // (BROADCAST) that every node, Go or Node, delivers to its own sockets.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"sync"
 	"time"
 
@@ -18,16 +17,12 @@ import (
 // Each method returns a new Broadcast, so a partial selection can be reused;
 // a Broadcast is safe for concurrent use.
 type Broadcast struct {
-	nsp    *Namespace
-	rooms  []string
-	except []string
-	flags  adapter.Flags
+	nsp *Namespace
+	sel adapter.Selection
 }
 
 func (b *Broadcast) clone() *Broadcast {
 	c := *b
-	c.rooms = slices.Clip(b.rooms)
-	c.except = slices.Clip(b.except)
 	return &c
 }
 
@@ -35,7 +30,7 @@ func (b *Broadcast) clone() *Broadcast {
 // earlier To calls).
 func (b *Broadcast) To(rooms ...string) *Broadcast {
 	c := b.clone()
-	c.rooms = append(c.rooms, rooms...)
+	c.sel = c.sel.To(rooms...)
 	return c
 }
 
@@ -45,14 +40,14 @@ func (b *Broadcast) In(rooms ...string) *Broadcast { return b.To(rooms...) }
 // Except leaves out the sockets in any of rooms.
 func (b *Broadcast) Except(rooms ...string) *Broadcast {
 	c := b.clone()
-	c.except = append(c.except, rooms...)
+	c.sel = c.sel.Except(rooms...)
 	return c
 }
 
 // Local restricts the selection to this node.
 func (b *Broadcast) Local() *Broadcast {
 	c := b.clone()
-	c.flags.Local = true
+	c.sel = c.sel.WithFlags(func(f *adapter.Flags) { f.Local = true })
 	return c
 }
 
@@ -60,7 +55,7 @@ func (b *Broadcast) Local() *Broadcast {
 // and it is never replayed by connection state recovery.
 func (b *Broadcast) Volatile() *Broadcast {
 	c := b.clone()
-	c.flags.Volatile = true
+	c.sel = c.sel.WithFlags(func(f *adapter.Flags) { f.Volatile = true })
 	return c
 }
 
@@ -72,21 +67,12 @@ func (b *Broadcast) Volatile() *Broadcast {
 // The flag travels with the broadcast to the other nodes.
 func (b *Broadcast) Compress(on bool) *Broadcast {
 	c := b.clone()
-	c.flags.Compress = &on
+	c.sel = c.sel.WithFlags(func(f *adapter.Flags) { f.Compress = &on })
 	return c
 }
 
 // opts is the selection as the adapter takes it.
-func (b *Broadcast) opts() adapter.Options {
-	o := adapter.Options{Rooms: slices.Clone(b.rooms), Except: slices.Clone(b.except), Flags: b.flags}
-	if o.Rooms == nil {
-		o.Rooms = []string{}
-	}
-	if o.Except == nil {
-		o.Except = []string{}
-	}
-	return o
-}
+func (b *Broadcast) opts() adapter.Options { return b.sel.Options() }
 
 // Emit sends an event to the selected sockets.
 //
@@ -147,7 +133,7 @@ func (b *Broadcast) EmitWithAck(ctx context.Context, event string, args ...any) 
 		if err := n.adapter.BroadcastWithAck(p, opts, c.clientCount, c.response); err != nil {
 			return nil, fmt.Errorf("broadcast %q with ack: %w", event, err)
 		}
-		if b.flags.Local {
+		if b.sel.Flags().Local {
 			servers++
 		} else {
 			servers += n.adapter.ServerCount()
@@ -342,7 +328,7 @@ func (r *RemoteSocket) Handshake() Handshake {
 }
 
 func (r *RemoteSocket) only() *Broadcast {
-	return &Broadcast{nsp: r.nsp, rooms: []string{r.info.ID}}
+	return &Broadcast{nsp: r.nsp, sel: adapter.Selection{}.To(r.info.ID)}
 }
 
 // Emit sends an event to the socket, wherever it is.

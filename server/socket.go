@@ -692,5 +692,5 @@ func (s *Socket) Except(rooms ...string) *Broadcast { return s.Broadcast().Excep
 
 // Broadcast broadcasts to every socket of the namespace but this one.
 func (s *Socket) Broadcast() *Broadcast {
-	return &Broadcast{nsp: s.nsp, except: []string{s.id}}
+	return &Broadcast{nsp: s.nsp, sel: adapter.Selection{}.Except(s.id)}
 }
