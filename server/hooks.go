@@ -13,3 +13,16 @@ func (s *Server) hookDropped(hook, msg string, args ...any) {
 	}
 	s.log.Warn(msg, args...)
 }
+
+// volatileDropped counts n volatile packets of namespace nsp not written
+// to busy clients and logs it, at most once a second (Debug: it is what
+// volatile means, not a fault).
+func (s *Server) volatileDropped(nsp string, n int) {
+	s.metrics.volatileDrops.Add(float64(n))
+	now := time.Now().UnixNano()
+	last := s.volatileLogAt.Load()
+	if now-last < int64(time.Second) || !s.volatileLogAt.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.Debug("volatile packets dropped for clients that were busy", "nsp", nsp, "dropped", n)
+}

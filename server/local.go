@@ -41,10 +41,24 @@ func (l *local) Deliver(p *adapter.Packet, ids []string, flags adapter.Flags) {
 		l.srv.log.Warn("dropping a broadcast that cannot be encoded", "nsp", l.name, "err", err)
 		return
 	}
+	dropped := 0
 	for _, id := range ids {
-		if s := l.ns().socket(id); s != nil {
-			_ = s.client.sendBatched(&l.batch, msgs)
+		s := l.ns().socket(id)
+		if s == nil {
+			continue
 		}
+		if flags.Volatile {
+			// Node drops a volatile packet for a client whose transport is
+			// busy (transport.writable false) rather than queue it.
+			if errors.Is(s.client.sess.SendVolatile(&l.batch, msgs...), eio.ErrNotWritable) {
+				dropped++
+			}
+			continue
+		}
+		_ = s.client.sendBatched(&l.batch, msgs)
+	}
+	if dropped > 0 {
+		l.srv.volatileDropped(l.name, dropped)
 	}
 }
 

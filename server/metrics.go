@@ -23,6 +23,8 @@ type serverMetrics struct {
 	bytesIn     prometheus.Counter
 	bytesOut    prometheus.Counter
 	slow        prometheus.Counter
+	// volatileDrops counts volatile packets not written to a busy client.
+	volatileDrops prometheus.Counter
 
 	// hookDrops counts the notifications of OnAnyOutgoing and room
 	// handlers dropped because their bounded queue was full.
@@ -71,13 +73,17 @@ func newServerMetrics(reg prometheus.Registerer) (*serverMetrics, error) {
 			Name: "sockstream_engine_slow_consumers_total",
 			Help: "Engine.IO connections closed because what was queued for them passed Config.MaxBufferedBytes.",
 		}),
+		volatileDrops: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sockstream_volatile_dropped_total",
+			Help: "Volatile packets not written to a client because its transport was busy (something queued or being written, or no polling GET waiting), as Node drops them.",
+		}),
 		hookDrops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sockstream_hook_events_dropped_total",
 			Help: "Notifications for OnAnyOutgoing handlers (hook=\"outgoing\") and room handlers (hook=\"room\") dropped because too many waited for slow handlers.",
 		}, []string{"hook"}),
 	}
 	for _, c := range []prometheus.Collector{m.connected, m.connections, m.disconnects, m.emits,
-		m.engineConns, m.packetsIn, m.packetsOut, m.bytesIn, m.bytesOut, m.slow, m.hookDrops} {
+		m.engineConns, m.packetsIn, m.packetsOut, m.bytesIn, m.bytesOut, m.slow, m.volatileDrops, m.hookDrops} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

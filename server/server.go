@@ -58,6 +58,8 @@ type Server struct {
 	// hookLogAt is when a dropped hook notification was last logged (Unix
 	// ns): at most one line a second.
 	hookLogAt atomic.Int64
+	// volatileLogAt is when dropped volatile packets were last logged.
+	volatileLogAt atomic.Int64
 	// httpHooks are the HTTP layer's handlers (http_hooks.go).
 	httpHooks hookSet
 

@@ -2,6 +2,7 @@ package eio
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -151,5 +152,45 @@ func TestBatchAfterDeadlinePassed(t *testing.T) {
 	b.Flush()
 	if got := readText(t, c); got != "4late" {
 		t.Fatalf("got %q, want 4late", got)
+	}
+}
+
+// SendVolatile queues only when the transport would take the message at
+// once, as Node drops volatile packets for a busy transport: over
+// WebSocket, not while something is queued; over polling, not without a
+// GET waiting.
+func TestSendVolatile(t *testing.T) {
+	h := newHarness(t, Options{}, false)
+	c, _ := h.dialWS()
+	rec := h.next()
+	var b Batch
+	if err := rec.s.SendBatched(&b, TextMessage([]byte("held"))); err != nil {
+		t.Fatal(err)
+	}
+	// "held" waits in the queue for the batch's Flush: busy.
+	if err := rec.s.SendVolatile(&b, TextMessage([]byte("dropped"))); !errors.Is(err, ErrNotWritable) {
+		t.Fatalf("SendVolatile while a message is queued: %v, want ErrNotWritable", err)
+	}
+	b.Flush()
+	if got := readText(t, c); got != "4held" {
+		t.Fatalf("got %q, want 4held", got)
+	}
+	eventually(t, "the session idle again", func() bool {
+		rec.s.mu.Lock()
+		defer rec.s.mu.Unlock()
+		return rec.s.writableLocked()
+	})
+	if err := rec.s.SendVolatile(nil, TextMessage([]byte("volatile"))); err != nil {
+		t.Fatalf("SendVolatile on an idle connection: %v", err)
+	}
+	if got := readText(t, c); got != "4volatile" {
+		t.Fatalf("got %q, want 4volatile", got)
+	}
+
+	// Polling, no GET waiting: dropped.
+	sid := h.openPolling()
+	s := h.session(sid)
+	if err := s.SendVolatile(nil, TextMessage([]byte("x"))); !errors.Is(err, ErrNotWritable) {
+		t.Errorf("SendVolatile over polling without a GET: %v, want ErrNotWritable", err)
 	}
 }

@@ -15,6 +15,9 @@ var (
 	// ErrSlowConsumer: the Send would have passed Options.MaxBufferedBytes;
 	// the session is now closing with reason "slow consumer".
 	ErrSlowConsumer = errors.New("eio: slow consumer: send queue bound passed")
+	// ErrNotWritable is returned by SendVolatile when the transport is
+	// busy: the messages were not queued (Node's volatile packets).
+	ErrNotWritable = errors.New("eio: transport not writable: volatile message dropped")
 )
 
 // Close reasons, as Node's engine.io gives them.
@@ -155,7 +158,28 @@ func (s *Session) Closed() <-chan struct{} {
 func (s *Session) Send(msgs ...*Message) error { return s.send(nil, msgs) }
 
 // send is Send, deferring the write to b.Flush when b is not nil.
-func (s *Session) send(b *Batch, msgs []*Message) error {
+func (s *Session) send(b *Batch, msgs []*Message) error { return s.sendAs(b, msgs, false) }
+
+// SendVolatile is SendBatched for messages that may be lost: when the
+// transport is not writable at once (over WebSocket, something is queued
+// or being written; over polling, no GET is waiting), they are not queued
+// and it returns ErrNotWritable, as Node's engine.io drops volatile packets
+// then. b may be nil.
+func (s *Session) SendVolatile(b *Batch, msgs ...*Message) error { return s.sendAs(b, msgs, true) }
+
+// writableLocked reports whether the transport would take a message at
+// once (Node's transport.writable). Called holding s.mu.
+func (s *Session) writableLocked() bool {
+	if len(s.queue) > 0 {
+		return false
+	}
+	if s.transport == WebSocket {
+		return s.ws != nil && !s.flushing
+	}
+	return s.poll != nil
+}
+
+func (s *Session) sendAs(b *Batch, msgs []*Message, volatile bool) error {
 	n := 0
 	for _, m := range msgs {
 		n += m.size()
@@ -164,6 +188,10 @@ func (s *Session) send(b *Batch, msgs []*Message) error {
 	if s.ended || s.wsClosed {
 		s.mu.Unlock()
 		return ErrClosed
+	}
+	if volatile && !s.writableLocked() {
+		s.mu.Unlock()
+		return ErrNotWritable
 	}
 	if s.queued+n > s.srv.opts.MaxBufferedBytes {
 		queued := s.queued
