@@ -127,13 +127,8 @@ func (s *Session) flushHeld() {
 	s.flushing = true // this goroutine owns the write side until it lets go
 	s.mu.Unlock()
 
-	threshold := s.srv.opts.PerMessageDeflateThreshold
-	bp := getBuffer(n)
-	buf := (*bp)[:0]
-	for _, m := range batch {
-		buf = append(buf, c.frameOf(m, threshold)...)
-	}
-	*bp = buf
+	bp := c.packFrames(nil, batch, n, s.srv.opts.PerMessageDeflateThreshold)
+	buf := *bp
 	if hook := testHookWrite.Load(); hook != nil {
 		(*hook)(len(buf))
 	}

@@ -290,15 +290,23 @@ func (s *Session) writeFrames(c *wsConn, prefix []byte, batch []*Message) error 
 			return err
 		}
 	}
+	bp := c.packFrames(prefix, batch, n, threshold)
+	_, err := c.conn.Write(*bp)
+	putBuffer(bp)
+	return err
+}
+
+// packFrames copies prefix and the frames of batch (as this connection
+// takes them: compressed or not) into a pooled buffer of at least n bytes;
+// the caller puts it back.
+func (c *wsConn) packFrames(prefix []byte, batch []*Message, n, threshold int) *[]byte {
 	bp := getBuffer(n)
 	buf := append((*bp)[:0], prefix...)
 	for _, m := range batch {
 		buf = append(buf, c.frameOf(m, threshold)...)
 	}
 	*bp = buf
-	_, err := c.conn.Write(buf)
-	putBuffer(bp)
-	return err
+	return bp
 }
 
 // extendWriteDeadline makes sure the write about to start has at least d
