@@ -106,19 +106,16 @@ func (a *admin) actEmit(args []any) error {
 }
 
 func (a *admin) actJoin(args []any) error {
-	room, err := roomArg(args, 1)
-	if err != nil {
-		return err
-	}
-	b, err := a.target(arg(args, 0), arg(args, 2))
-	if err != nil {
-		return err
-	}
-	b.SocketsJoin(room)
-	return nil
+	return a.actRoom(args, (*Broadcast).SocketsJoin)
 }
 
 func (a *admin) actLeave(args []any) error {
+	return a.actRoom(args, (*Broadcast).SocketsLeave)
+}
+
+// actRoom carries out join or leave: args are the namespace, the room and
+// the selection (a socket id or a room, none for all).
+func (a *admin) actRoom(args []any, do func(b *Broadcast, rooms ...string)) error {
 	room, err := roomArg(args, 1)
 	if err != nil {
 		return err
@@ -127,7 +124,7 @@ func (a *admin) actLeave(args []any) error {
 	if err != nil {
 		return err
 	}
-	b.SocketsLeave(room)
+	do(b, room)
 	return nil
 }
 
