@@ -28,6 +28,9 @@ type rawConner interface {
 
 // rawOf returns conn's raw descriptor, nil if it has none.
 func rawOf(conn any) syscall.RawConn {
+	if !inlineWrites {
+		return nil
+	}
 	sc, ok := conn.(rawConner)
 	if !ok {
 		return nil
@@ -77,7 +80,7 @@ var rawWriters = sync.Pool{New: func() any {
 // would block; it never asks RawConn.Write to wait.
 func (w *rawWriter) write(fd uintptr) bool {
 	for w.n < len(w.buf) {
-		m, e := syscall.Write(int(fd), w.buf[w.n:])
+		m, e := sendNow(fd, w.buf[w.n:])
 		if m > 0 {
 			w.n += m
 		}
@@ -86,7 +89,7 @@ func (w *rawWriter) write(fd uintptr) bool {
 			continue
 		case e == syscall.EAGAIN:
 			w.err = errWouldBlock
-		case e != nil:
+		case e != 0:
 			w.err = e
 		case m <= 0:
 			w.err = errWouldBlock
