@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"net"
 	"syscall"
 )
 
@@ -16,4 +17,14 @@ func (c *limitConn) SyscallConn() (syscall.RawConn, error) {
 		return sc.SyscallConn()
 	}
 	return nil, errNoRawConn
+}
+
+// TCPConn returns the TCP connection under the limit, nil if it is not one
+// (TLS): the engine writes large batches to it with one writev(2), which
+// net.Buffers does only for the net package's own connections. Writing
+// under the wrapper changes nothing: limitConn only clamps deadlines (set
+// on the same descriptor) and counts Close.
+func (c *limitConn) TCPConn() *net.TCPConn {
+	tc, _ := c.Conn.(*net.TCPConn)
+	return tc
 }

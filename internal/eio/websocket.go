@@ -280,13 +280,13 @@ func (s *Session) writeFrames(c *wsConn, prefix []byte, batch []*Message) error 
 		(*hook)(n)
 	}
 	if n > maxPooledBuffer && len(batch) <= 1024 && prefix == nil {
-		if _, ok := c.conn.(*net.TCPConn); ok {
+		if tc := tcpOf(c.conn); tc != nil {
 			// Large frames are not copied: one writev(2).
 			bufs := make(net.Buffers, len(batch))
 			for i, m := range batch {
 				bufs[i] = c.frameOf(m, threshold)
 			}
-			_, err := bufs.WriteTo(c.conn)
+			_, err := bufs.WriteTo(tc)
 			return err
 		}
 	}
@@ -294,6 +294,27 @@ func (s *Session) writeFrames(c *wsConn, prefix []byte, batch []*Message) error 
 	_, err := c.conn.Write(*bp)
 	putBuffer(bp)
 	return err
+}
+
+// tcpConner is implemented by a connection wrapper whose writes go to a
+// *net.TCPConn unchanged (the server's connection limit), so that a
+// vectored write can go to that connection: net.Buffers writes with one
+// writev(2) only to the net package's own connections, and once per
+// buffer to anything else.
+type tcpConner interface {
+	TCPConn() *net.TCPConn
+}
+
+// tcpOf returns the TCP connection conn writes to unchanged, nil if none
+// (TLS, a pipe).
+func tcpOf(conn net.Conn) *net.TCPConn {
+	switch c := conn.(type) {
+	case *net.TCPConn:
+		return c
+	case tcpConner:
+		return c.TCPConn()
+	}
+	return nil
 }
 
 // packFrames copies prefix and the frames of batch (as this connection
