@@ -18,9 +18,7 @@ import (
 // included, come back from the memory log or the Redis stream and are
 // encoded as MessagePack, offsets and all.
 //
-// The mixed Go + Node variant is not here: the Node reference node
-// (testdata/cluster/node-peer.js) has no parser option, so its clients
-// all speak socket.io-parser.
+// The mixed Go + Node variant is in recovery_msgpack_mixed_test.go.
 
 // mpRecoveryModes are the transports the client loses and comes back on.
 var mpRecoveryModes = []struct {

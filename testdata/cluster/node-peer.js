@@ -9,8 +9,12 @@
 // environment variable), every field optional but redisUrl:
 //   {"name": "node1", "port": 0, "redisUrl": "redis://127.0.0.1:1234",
 //    "streamCount": 1, "heartbeatInterval": 5000, "heartbeatTimeout": 10000,
-//    "namespaces": ["/"], "recovery": false}
+//    "namespaces": ["/"], "recovery": false, "parser": "default"}
 // "recovery" turns connection state recovery on (60 s, middlewares skipped).
+// "parser" is the Socket.IO parser the clients must speak: "default"
+// (socket.io-parser, also when absent) or "msgpack"
+// (socket.io-msgpack-parser). It only changes what goes to the clients:
+// the adapter encodes its stream entries the same way either way.
 // The heartbeat settings are passed to createAdapter as given; 0.3.1 extends
 // the plain ClusterAdapter and does not use them.
 // Every namespace listed is created at start (so that its adapter listens
@@ -47,7 +51,8 @@
 //   {"cmd":"exit"}
 // Events:
 //   {"type":"listening","port":1234,"uids":{"/":"<adapter uid>"}} once ready
-//   {"type":"connection","nsp":"/","id":"<sid>"} for every socket
+//   {"type":"connection","nsp":"/","id":"<sid>","recovered":bool} for every
+//      socket; recovered says its session was restored
 
 const http = require("http");
 const readline = require("readline");
@@ -66,6 +71,18 @@ if (!config.redisUrl) {
   process.exit(2);
 }
 const name = config.name || "node";
+
+// The parsers a config may name; an unknown one is a test's mistake, not a
+// reason to fall back silently to the default.
+const parsers = {
+  default: undefined,
+  msgpack: () => require("socket.io-msgpack-parser"),
+};
+if (config.parser !== undefined && !Object.hasOwn(parsers, config.parser)) {
+  process.stderr.write("node-peer: unknown parser " + JSON.stringify(config.parser) + "\n");
+  process.exit(2);
+}
+const parser = config.parser && parsers[config.parser] ? parsers[config.parser]() : undefined;
 
 function firstQuery(q, k) {
   const v = q[k];
@@ -90,6 +107,7 @@ async function main() {
 
   const httpServer = http.createServer();
   io = new Server(httpServer, {
+    ...(parser ? { parser } : {}),
     connectionStateRecovery: config.recovery ? { maxDisconnectionDuration: 60000, skipMiddlewares: true } : undefined,
     adapter: createAdapter(redis, {
       streamCount: config.streamCount || 1,
@@ -109,7 +127,7 @@ async function main() {
       socket.data = { user: firstQuery(q, "user") || "", node: name };
       next();
     });
-    nsp.on("connection", (socket) => out({ type: "connection", nsp: nspName, id: socket.id }));
+    nsp.on("connection", (socket) => out({ type: "connection", nsp: nspName, id: socket.id, recovered: socket.recovered }));
   }
 
   // The adapter subscribes and starts reading its streams in the background,
