@@ -1,11 +1,14 @@
 package adapter
 
 import (
+	"cmp"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,10 +20,15 @@ import (
 // The Builder holds the node-level resources its adapters share, so that a
 // namespace costs no goroutine of its own: at most Config.Workers workers
 // run the namespaces' queued work (scheduler.go) and exit when there is
-// none, and one ticker goroutine, running while an adapter is subscribed,
-// queues every adapter's heartbeats and checks its peers' liveness.
+// none; and, while an adapter is subscribed, two liveness goroutines: one
+// publishes every adapter's heartbeats, straight through the transport,
+// and one checks the adapters' peers. Liveness so never waits for the
+// namespaces' work: a node whose workers are all held (Redis answering
+// slowly, a namespace with a backlog) still tells its peers it is alive,
+// and no request callback runs on either goroutine.
 type Builder struct {
 	transport Transport
+	batcher   BatchPublisher // nil unless the transport implements it
 	opts      Config
 	log       *slog.Logger
 	metrics   *metrics
@@ -29,12 +37,27 @@ type Builder struct {
 	mu       sync.Mutex
 	adapters map[string]*NamespaceAdapter // by namespace name, the newest
 	count    int                          // adapters not closed yet
-	// subscribed: the adapters the ticker serves; tickStop and tickDone
-	// stop and await the ticker, which runs while subscribed is not empty.
+	// subscribed: the adapters the liveness goroutines serve; they run
+	// (running) while it is not empty.
 	subscribed map[*NamespaceAdapter]struct{}
-	tickStop   chan struct{}
-	tickDone   chan struct{}
+	running    *liveness
+	// beating: the adapters whose heartbeat is being published right now;
+	// unlive waits (on sent) until its adapter's is done.
+	beating map[*NamespaceAdapter]struct{}
+	sent    *sync.Cond // on mu: beating lost members
+
+	lastWarn atomic.Int64 // unix nanos of the last rate-limited warning
 }
+
+// liveness is a run of the Builder's two liveness goroutines.
+type liveness struct {
+	ctx                 context.Context // cancelled to stop them; bounds their publications
+	cancel              context.CancelFunc
+	beatDone, checkDone chan struct{}
+}
+
+// heartbeatBatch bounds the heartbeats handed to the transport at once.
+const heartbeatBatch = 512
 
 // New returns the adapter constructor of a server whose nodes talk through
 // transport. Zero fields of cfg take their defaults; an invalid cfg gives an
@@ -51,7 +74,7 @@ func New(transport Transport, cfg Config) (*Builder, error) {
 	if err != nil {
 		return nil, errors.Join(ErrInvalidConfig, err)
 	}
-	return &Builder{
+	b := &Builder{
 		transport: transport,
 		opts:      o,
 		log:       o.Logger,
@@ -60,7 +83,11 @@ func New(transport Transport, cfg Config) (*Builder, error) {
 		adapters:  map[string]*NamespaceAdapter{},
 
 		subscribed: map[*NamespaceAdapter]struct{}{},
-	}, nil
+		beating:    map[*NamespaceAdapter]struct{}{},
+	}
+	b.batcher, _ = transport.(BatchPublisher)
+	b.sent = sync.NewCond(&b.mu)
+	return b, nil
 }
 
 // New creates and starts the adapter of namespace ns: it is usable at once
@@ -84,52 +111,169 @@ func (b *Builder) New(ns Namespace) *NamespaceAdapter {
 // right now (at most Config.Workers; 0 when no namespace has work).
 func (b *Builder) Workers() int { return b.sched.running() }
 
-// live adds a subscribed adapter to the ticker's, starting the ticker.
+// live adds a subscribed adapter to the liveness goroutines' adapters,
+// starting them.
 func (b *Builder) live(a *NamespaceAdapter) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.subscribed[a] = struct{}{}
-	if b.tickStop == nil {
-		b.tickStop, b.tickDone = make(chan struct{}), make(chan struct{})
-		go b.tick(b.tickStop, b.tickDone)
+	if b.running == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		l := &liveness{ctx: ctx, cancel: cancel, beatDone: make(chan struct{}), checkDone: make(chan struct{})}
+		b.running = l
+		go b.beat(l)
+		go b.check(l)
 	}
 }
 
-// unlive removes a from the ticker's adapters; the ticker stops (and is
-// waited for) with the last one.
+// unlive removes a from the liveness goroutines' adapters; they stop (and
+// are waited for) with the last one. It returns once no heartbeat of a is
+// being published: the adapter's ADAPTER_CLOSE, which follows, must be the
+// last message the peers get from it (a heartbeat after it would make them
+// take a for alive again).
 func (b *Builder) unlive(a *NamespaceAdapter) {
 	b.mu.Lock()
 	delete(b.subscribed, a)
-	var done chan struct{}
-	if len(b.subscribed) == 0 && b.tickStop != nil {
-		close(b.tickStop)
-		done = b.tickDone
-		b.tickStop, b.tickDone = nil, nil
+	var l *liveness
+	if len(b.subscribed) == 0 && b.running != nil {
+		l, b.running = b.running, nil
+		l.cancel() // also cuts short a heartbeat round in flight
+	}
+	for {
+		if _, ok := b.beating[a]; !ok {
+			break
+		}
+		b.sent.Wait()
 	}
 	b.mu.Unlock()
-	if done != nil {
-		<-done
+	if l != nil {
+		<-l.beatDone
+		<-l.checkDone
 	}
 }
 
-// tick queues a HEARTBEAT for every subscribed adapter every
-// HeartbeatInterval and drops their silent peers every HeartbeatTimeout/4,
-// until stop is closed.
-func (b *Builder) tick(stop, done chan struct{}) {
-	defer close(done)
-	hb := time.NewTicker(b.opts.HeartbeatInterval)
-	defer hb.Stop()
-	check := time.NewTicker(max(b.opts.HeartbeatTimeout/4, 5*time.Millisecond))
-	defer check.Stop()
+// beat publishes a HEARTBEAT for every subscribed adapter every
+// HeartbeatInterval, until l is stopped. A round that outlasts the
+// interval delays the next one (the ticker drops the ticks meanwhile).
+func (b *Builder) beat(l *liveness) {
+	defer close(l.beatDone)
+	t := time.NewTicker(b.opts.HeartbeatInterval)
+	defer t.Stop()
 	for {
 		select {
-		case <-stop:
+		case <-l.ctx.Done():
 			return
-		case <-hb.C:
-			for _, a := range b.liveAdapters() {
-				a.heartbeat()
+		case <-t.C:
+			start := time.Now()
+			b.beatRound(l.ctx)
+			if took := time.Since(start); took > b.opts.HeartbeatInterval && l.ctx.Err() == nil {
+				b.warnLimited("heartbeats late: publishing them took longer than HeartbeatInterval",
+					"took", took, "interval", b.opts.HeartbeatInterval)
 			}
-		case now := <-check.C:
+		}
+	}
+}
+
+// beatRound publishes one HEARTBEAT per subscribed adapter, heartbeatBatch
+// at a time, within RequestTimeout (the bound of the adapter's own
+// publications at Close; the transport bounds each call by its own
+// timeout too), so that unlive never waits longer for a heartbeat. A
+// failed one is counted (publish_errors, type HEARTBEAT) and logged,
+// rate-limited, for the whole Builder. stop ends with the last adapter:
+// what it cuts short is not counted.
+func (b *Builder) beatRound(stop context.Context) {
+	ctx, cancel := context.WithTimeout(stop, b.opts.RequestTimeout)
+	defer cancel()
+	round := b.liveAdapters()
+	failed := 0
+	var firstErr error
+	for len(round) > 0 && ctx.Err() == nil {
+		n := min(len(round), heartbeatBatch)
+		batch := b.startBeats(round[:n])
+		round = round[n:]
+		errs := b.publishBeats(ctx, batch)
+		b.mu.Lock()
+		for _, a := range batch {
+			delete(b.beating, a)
+		}
+		b.sent.Broadcast()
+		b.mu.Unlock()
+		for _, err := range errs {
+			if err != nil {
+				failed++
+				firstErr = cmp.Or(firstErr, err)
+			}
+		}
+	}
+	if stop.Err() != nil {
+		return // every adapter closed: nobody waits for these heartbeats
+	}
+	if len(round) > 0 {
+		// Out of time: the rest of the round is not sent either.
+		failed += len(round)
+		firstErr = cmp.Or(firstErr, ctx.Err())
+	}
+	if failed > 0 {
+		b.metrics.publishErrors.WithLabelValues(Heartbeat.String()).Add(float64(failed))
+		b.warnLimited("heartbeats not published", "failed", failed, "err", firstErr)
+	}
+}
+
+// startBeats returns the adapters of as still subscribed and marks them
+// beating, so that unlive waits for their heartbeat.
+func (b *Builder) startBeats(as []*NamespaceAdapter) []*NamespaceAdapter {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := as[:0]
+	for _, a := range as {
+		if _, ok := b.subscribed[a]; ok {
+			b.beating[a] = struct{}{}
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// publishBeats publishes the heartbeats of as and returns their errors,
+// by index.
+func (b *Builder) publishBeats(ctx context.Context, as []*NamespaceAdapter) []error {
+	errs := make([]error, len(as))
+	if len(as) == 0 {
+		return errs
+	}
+	msgs := make([]*Message, len(as))
+	for i, a := range as {
+		msgs[i] = a.message(Heartbeat, nil)
+	}
+	if b.batcher != nil {
+		res := b.batcher.PublishBatch(ctx, msgs)
+		for i := range errs {
+			if i < len(res) {
+				errs[i] = res[i].Err
+			} else {
+				errs[i] = errors.New("transport returned fewer results than messages")
+			}
+		}
+		return errs
+	}
+	for i, msg := range msgs {
+		_, errs[i] = b.transport.Publish(ctx, msg)
+	}
+	return errs
+}
+
+// check drops the silent peers of every subscribed adapter every
+// HeartbeatTimeout/4, until l is stopped. It runs no request callback:
+// checkPeers queues them on the namespaces' tasks.
+func (b *Builder) check(l *liveness) {
+	defer close(l.checkDone)
+	t := time.NewTicker(max(b.opts.HeartbeatTimeout/4, 5*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-l.ctx.Done():
+			return
+		case now := <-t.C:
 			for _, a := range b.liveAdapters() {
 				a.checkPeers(now)
 			}
@@ -145,6 +289,18 @@ func (b *Builder) liveAdapters() []*NamespaceAdapter {
 		out = append(out, a)
 	}
 	return out
+}
+
+// warnLimited logs at most one warning per second for the whole Builder:
+// with thousands of namespaces, one line stands for all of them (the
+// counters have the details).
+func (b *Builder) warnLimited(msg string, args ...any) {
+	now := time.Now().UnixNano()
+	last := b.lastWarn.Load()
+	if now-last < int64(time.Second) || !b.lastWarn.CompareAndSwap(last, now) {
+		return
+	}
+	b.log.Warn(msg, args...)
 }
 
 // Adapter returns the current adapter of the namespace called name, or nil.

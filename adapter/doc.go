@@ -34,9 +34,10 @@
 //
 // A namespace costs no goroutine: its queued work (publications, other
 // nodes' messages, server-side events) runs, in order, on at most
-// Config.Workers node-level workers of its Builder, and one ticker of the
-// Builder sends every namespace's heartbeats (see Builder and
-// docs/cluster.md).
+// Config.Workers node-level workers of its Builder; the Builder's own
+// liveness goroutines send every namespace's heartbeats straight through
+// the transport and check its peers, so liveness never waits behind the
+// namespaces' work (see Builder and docs/cluster.md).
 //
 // Metrics are registered on Config.Registerer only (see docs/metrics.md).
 package adapter

@@ -38,6 +38,7 @@ type metrics struct {
 	volatileDropped  prometheus.Counter
 	responsesDropped prometheus.Counter
 	inboundDropped   *prometheus.CounterVec // type
+	callbacksDropped prometheus.Counter
 	peers            *peerCollector
 }
 
@@ -88,6 +89,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "sockstream_adapter_inbound_dropped_total",
 			Help: "Requests received over pub/sub (fetch_sockets, broadcasts with acks) dropped because the namespace's inbound queue was full.",
 		}, []string{"type"}),
+		callbacksDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sockstream_adapter_callbacks_dropped_total",
+			Help: "Callbacks of broadcasts with acks (the client count of a lost peer) not run because their adapter had closed.",
+		}),
 		peers: newPeerCollector(),
 	}
 	if reg == nil {
@@ -125,6 +130,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	if m.inboundDropped, err = register(reg, m.inboundDropped); err != nil {
+		return nil, err
+	}
+	if m.callbacksDropped, err = register(reg, m.callbacksDropped); err != nil {
 		return nil, err
 	}
 	if m.peers, err = register(reg, m.peers); err != nil {

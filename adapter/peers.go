@@ -54,15 +54,9 @@ func (a *NamespaceAdapter) touch(uid string, t MessageType) {
 	}
 }
 
-// heartbeat queues a HEARTBEAT (the Builder's ticker calls it every
-// HeartbeatInterval for every subscribed adapter); after Close it is
-// refused.
-func (a *NamespaceAdapter) heartbeat() {
-	a.push(&outItem{msg: a.message(Heartbeat, nil)})
-}
-
 // checkPeers drops the peers silent for longer than HeartbeatTimeout (the
-// Builder's ticker calls it every HeartbeatTimeout/4).
+// Builder's liveness checker calls it every HeartbeatTimeout/4, for every
+// namespace: peerGone runs no callback of the caller's on it).
 func (a *NamespaceAdapter) checkPeers(now time.Time) {
 	var silent []string
 	a.mu.Lock()
@@ -79,7 +73,11 @@ func (a *NamespaceAdapter) checkPeers(now time.Time) {
 }
 
 // peerGone drops a peer (reason "timeout" or "close") and lowers what the
-// pending requests wait for.
+// pending requests wait for. It runs on node-level goroutines (the
+// liveness checker, the transport's reader), which serve every namespace:
+// the requests it completes only wake their callers, and the callbacks of
+// the broadcasts with acks (a client count of 0 for the peer) are queued
+// on the namespace's task (callLater).
 func (a *NamespaceAdapter) peerGone(uid, reason string) {
 	var deliver []func()
 	var synthetic []func(int)
@@ -115,10 +113,37 @@ func (a *NamespaceAdapter) peerGone(uid, reason string) {
 	} else {
 		a.log.Warn("peer declared dead: no heartbeat", "peer", uid, "timeout", a.opts.HeartbeatTimeout)
 	}
-	for _, cb := range synthetic {
-		cb(0)
-	}
 	for _, d := range deliver {
-		d()
+		d() // closes the done channel of a request that has one, nothing more
+	}
+	if len(synthetic) > 0 {
+		a.callLater("client count of a lost peer", func() {
+			for _, cb := range synthetic {
+				cb(0)
+			}
+		})
+	}
+}
+
+// callLater runs f, callbacks of the caller's, on the namespace's
+// outbound task, after the operations queued before it, as the local part
+// of an operation runs (a panic in it is recovered and counted). Once
+// Close has begun, the task is being stopped: f runs on a goroutine that
+// Close waits for; after Close, when nothing can wait for it any more, it
+// is dropped, counted (callbacks_dropped_total) and logged.
+func (a *NamespaceAdapter) callLater(what string, f func()) {
+	a.outMu.RLock()
+	if !a.closing {
+		a.out.push(&outItem{local: func(string) { f() }})
+		a.outMu.RUnlock()
+		return
+	}
+	a.outMu.RUnlock()
+	if !a.spawn(func() {
+		defer a.recoverPanic(what)
+		f()
+	}) {
+		a.m.callbacksDropped.Inc()
+		a.log.Warn("adapter closed: callback dropped", "callback", what)
 	}
 }
