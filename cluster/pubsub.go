@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -80,6 +81,11 @@ type pubsubHub struct {
 	placed  map[chanKey]placement
 	pending map[chanKey]*subscription
 	resolve chan struct{} // wakes the resolver
+
+	// afterUnsubscribe, set by tests only, runs on a connection's
+	// goroutine once Redis answered an UNSUBSCRIBE and before the answer is
+	// recorded: it holds that UNSUBSCRIBE in flight.
+	afterUnsubscribe atomic.Pointer[func(k connKey, channels []string)]
 
 	wg sync.WaitGroup
 }
@@ -317,24 +323,43 @@ func (h *pubsubHub) wait() { h.wg.Wait() }
 // psConn is one shared pub/sub connection and the goroutine that keeps its
 // channels subscribed: after any failure it dials again, with backoff, and
 // subscribes every wanted channel again.
+//
+// A channel left by one subscription may be wanted by the next one (a
+// namespace recreated) while its UNSUBSCRIBE is on the wire: once Redis
+// processes it, the channel is not subscribed, whatever the connection
+// recorded. So each want is numbered, and a subscription is confirmed only
+// by the answer to a SUBSCRIBE sent for its want: sent after it, that
+// SUBSCRIBE is processed after any UNSUBSCRIBE sent before, and no
+// UNSUBSCRIBE of a wanted channel is sent.
 type psConn struct {
 	h   *pubsubHub
 	key connKey
 
 	mu sync.Mutex
-	// wanted maps each channel that must be subscribed to its subscription.
-	wanted map[string]*subscription
-	// subscribed holds the channels subscribed on the current connection.
-	subscribed map[string]struct{}
+	// wanted maps each channel that must be subscribed to its want.
+	wanted map[string]psWant
+	// subscribed maps the channels subscribed on the current connection to
+	// the want their SUBSCRIBE was sent for.
+	subscribed map[string]uint64
+	// unsubscribing holds the channels whose UNSUBSCRIBE is on the wire.
+	unsubscribing map[string]struct{}
 	// dirty holds the channels wanted or dropped since the last reconcile
 	// (all the wanted ones on a new connection): a reconcile costs what
 	// changed, not what is subscribed.
 	dirty map[string]struct{}
+	// seq numbers the wants.
+	seq uint64
 	// version counts the changes of wanted; waiters are released once a
 	// reconcile that saw their version has finished.
 	version int
 	waiters []psWaiter
 	signal  chan struct{}
+}
+
+// psWant is a channel wanted by s; seq numbers the want.
+type psWant struct {
+	s   *subscription
+	seq uint64
 }
 
 type psWaiter struct {
@@ -345,31 +370,26 @@ type psWaiter struct {
 func newPsConn(h *pubsubHub, key connKey) *psConn {
 	return &psConn{
 		h: h, key: key,
-		wanted:     map[string]*subscription{},
-		subscribed: map[string]struct{}{},
-		dirty:      map[string]struct{}{},
-		signal:     make(chan struct{}, 1),
+		wanted:        map[string]psWant{},
+		subscribed:    map[string]uint64{},
+		unsubscribing: map[string]struct{}{},
+		dirty:         map[string]struct{}{},
+		signal:        make(chan struct{}, 1),
 	}
 }
 
 // want registers channels for s; the caller holds h.mu. A channel still
-// subscribed (its previous subscription left a moment ago) is ready at
-// once.
+// subscribed (its previous subscription left a moment ago) is subscribed
+// again all the same, for s: its UNSUBSCRIBE may be on the wire.
 func (c *psConn) want(s *subscription, channels ...string) {
-	var ready []string
 	c.mu.Lock()
 	for _, ch := range channels {
-		c.wanted[ch] = s
+		c.seq++
+		c.wanted[ch] = psWant{s: s, seq: c.seq}
 		c.dirty[ch] = struct{}{}
-		if _, ok := c.subscribed[ch]; ok {
-			ready = append(ready, ch)
-		}
 	}
 	c.version++
 	c.mu.Unlock()
-	for _, ch := range ready {
-		s.confirm(ch)
-	}
 	c.wake()
 }
 
@@ -400,7 +420,7 @@ func (c *psConn) wake() {
 func (c *psConn) owner(channel string) *subscription {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.wanted[channel]
+	return c.wanted[channel].s
 }
 
 // release closes the waiters of versions up to v (all of them when v < 0).
@@ -486,6 +506,7 @@ func (c *psConn) session(ctx context.Context) (worked bool, err error) {
 		release()
 		c.mu.Lock()
 		clear(c.subscribed)
+		clear(c.unsubscribing)
 		c.mu.Unlock()
 		// The connection is closed: nothing of it is counted by NUMSUB.
 		c.release(-1)
@@ -507,26 +528,35 @@ func (c *psConn) session(ctx context.Context) (worked bool, err error) {
 		c.mu.Lock()
 		v := c.version
 		var add, drop []string
+		sent := map[string]uint64{} // the want each SUBSCRIBE is sent for
 		for ch := range c.dirty {
-			_, want := c.wanted[ch]
-			_, have := c.subscribed[ch]
+			w, want := c.wanted[ch]
+			seq, have := c.subscribed[ch]
 			switch {
-			case want && !have:
+			case want && (!have || seq != w.seq):
 				add = append(add, ch)
+				sent[ch] = w.seq
 			case !want && have:
 				drop = append(drop, ch)
+				c.unsubscribing[ch] = struct{}{}
 			}
 		}
 		clear(c.dirty)
 		c.mu.Unlock()
-		if err := c.apply(ctx, dc, add, true); err != nil {
+		if err := c.apply(ctx, dc, add, sent); err != nil {
 			return worked, err
 		}
 		if len(add) > 0 {
 			worked = true
 			t.health.ok()
 		}
-		if err := c.apply(ctx, dc, drop, false); err != nil {
+		err := c.apply(ctx, dc, drop, nil)
+		c.mu.Lock()
+		for _, ch := range drop {
+			delete(c.unsubscribing, ch)
+		}
+		c.mu.Unlock()
+		if err != nil {
 			return worked, err
 		}
 		c.release(v)
@@ -547,9 +577,10 @@ func (c *psConn) session(ctx context.Context) (worked bool, err error) {
 }
 
 // onSubscription runs on the connection's reading goroutine. An
-// sunsubscribe of a channel still wanted is Redis dropping it as its slot
-// left this master: the channel is subscribed again, which -MOVED answers
-// with the new master (see apply).
+// sunsubscribe of a channel still wanted, and not being unsubscribed by us
+// (apply records those), is Redis dropping it as its slot left this master:
+// the channel is subscribed again, which -MOVED answers with the new master
+// (see apply).
 func (c *psConn) onSubscription(ps rueidis.PubSubSubscription) {
 	if ps.Kind != "sunsubscribe" && ps.Kind != "unsubscribe" {
 		return
@@ -557,6 +588,8 @@ func (c *psConn) onSubscription(ps rueidis.PubSubSubscription) {
 	c.mu.Lock()
 	_, want := c.wanted[ps.Channel]
 	_, have := c.subscribed[ps.Channel]
+	_, ours := c.unsubscribing[ps.Channel]
+	want = want && !ours
 	if want && have {
 		delete(c.subscribed, ps.Channel)
 		c.dirty[ps.Channel] = struct{}{}
@@ -568,13 +601,17 @@ func (c *psConn) onSubscription(ps rueidis.PubSubSubscription) {
 	}
 }
 
-// apply SUBSCRIBEs (sub) or UNSUBSCRIBEs channels, in chunks, recording
-// the result; rueidis returns from Do once Redis confirmed every channel.
-// Sharded, each command holds the channels of one slot (Redis refuses
+// apply SUBSCRIBEs channels, each for the want sent gives (sent != nil),
+// or UNSUBSCRIBEs them, in chunks, recording the result; rueidis returns
+// from Do once Redis processed the command. A SUBSCRIBE confirms the
+// subscription of the want it was sent for, if that is still the want: a
+// channel wanted again meanwhile is dirty, and subscribed again for its new
+// want. Sharded, each command holds the channels of one slot (Redis refuses
 // more), and a -MOVED answer moves that slot's channels to the connection
 // of the master it names.
-func (c *psConn) apply(ctx context.Context, dc rueidis.DedicatedClient, channels []string, sub bool) error {
+func (c *psConn) apply(ctx context.Context, dc rueidis.DedicatedClient, channels []string, sent map[string]uint64) error {
 	t := c.h.t
+	sub := sent != nil
 	for len(channels) > 0 {
 		chunk := channels[:min(len(channels), pubsubChunk)]
 		channels = channels[len(chunk):]
@@ -600,6 +637,9 @@ func (c *psConn) apply(ctx context.Context, dc rueidis.DedicatedClient, channels
 			results = dc.DoMulti(cctx, cmds...)
 		}
 		cancel()
+		if hook := c.h.afterUnsubscribe.Load(); hook != nil && !sub {
+			(*hook)(c.key, chunk)
+		}
 		type ready struct {
 			s  *subscription
 			ch string
@@ -623,9 +663,10 @@ func (c *psConn) apply(ctx context.Context, dc rueidis.DedicatedClient, channels
 			c.mu.Lock()
 			for _, ch := range g.channels {
 				if sub {
-					c.subscribed[ch] = struct{}{}
-					if s := c.wanted[ch]; s != nil {
-						confirmed = append(confirmed, ready{s, ch})
+					seq := sent[ch]
+					c.subscribed[ch] = seq
+					if w, ok := c.wanted[ch]; ok && w.seq == seq {
+						confirmed = append(confirmed, ready{w.s, ch})
 					}
 				} else {
 					delete(c.subscribed, ch)
