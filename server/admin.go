@@ -111,6 +111,9 @@ func (s *Server) instrumentAdmin() error {
 		// its first socket connects.
 		s.OnNewNamespace(a.instrumentNamespace)
 		a.instrumentNamespaces()
+		s.nspMu.Lock()
+		s.onNspRemoved = append(s.onNspRemoved, a.forgetNamespace)
+		s.nspMu.Unlock()
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())

@@ -44,29 +44,29 @@ func (a *admin) registerActions(s *Socket) {
 }
 
 // target is the selection of an action: the namespace nsp, narrowed to the
-// room filter when one is given.
-func (a *admin) target(nsp any, filter any) (*Broadcast, error) {
+// room filter when one is given. The caller calls release once the action
+// is done (see namespaceFor).
+func (a *admin) target(nsp any, filter any) (b *Broadcast, release func(), err error) {
 	name, ok := nsp.(string)
 	if !ok || !strings.HasPrefix(name, "/") {
-		return nil, fmt.Errorf("namespace %v is not a name such as \"/\"", nsp)
+		return nil, nil, fmt.Errorf("namespace %v is not a name such as \"/\"", nsp)
+	}
+	room, ok := filter.(string)
+	if !ok && filter != nil {
+		return nil, nil, fmt.Errorf("filter %v is not a room name", filter)
 	}
 	n := a.srv.namespaceFor(name)
-	switch f := filter.(type) {
-	case nil:
-		return n.all(), nil
-	case string:
-		if f == "" {
-			return n.all(), nil
-		}
-		return n.In(f), nil
-	default:
-		return nil, fmt.Errorf("filter %v is not a room name", filter)
+	if room == "" {
+		return n.all(), n.release, nil
 	}
+	return n.In(room), n.release, nil
 }
 
 // namespaceFor is the namespace an admin action names: the one this node
 // has, a dynamic one a parent serves, or else a new one, as Node's
-// io.of(nsp), so that the action reaches the nodes that have it.
+// io.of(nsp), so that the action reaches the nodes that have it. The
+// caller calls release on it after the action: a dynamic child made for
+// the action alone is then removed with CleanupEmptyChildNamespaces.
 func (s *Server) namespaceFor(name string) *Namespace {
 	if n := s.lookup(name, map[string]any{}); n != nil {
 		return n
@@ -90,10 +90,11 @@ func roomArg(args []any, i int) (string, error) {
 }
 
 func (a *admin) actEmit(args []any) error {
-	b, err := a.target(arg(args, 0), arg(args, 1))
+	b, release, err := a.target(arg(args, 0), arg(args, 1))
 	if err != nil {
 		return err
 	}
+	defer release()
 	event, ok := arg(args, 2).(string)
 	if !ok {
 		return fmt.Errorf("event %v is not an event name", arg(args, 2))
@@ -120,10 +121,11 @@ func (a *admin) actRoom(args []any, do func(b *Broadcast, rooms ...string)) erro
 	if err != nil {
 		return err
 	}
-	b, err := a.target(arg(args, 0), arg(args, 2))
+	b, release, err := a.target(arg(args, 0), arg(args, 2))
 	if err != nil {
 		return err
 	}
+	defer release()
 	do(b, room)
 	return nil
 }
@@ -133,10 +135,11 @@ func (a *admin) actDisconnect(args []any) error {
 	if !ok && arg(args, 1) != nil {
 		return fmt.Errorf("close %v is not a boolean", arg(args, 1))
 	}
-	b, err := a.target(arg(args, 0), arg(args, 2))
+	b, release, err := a.target(arg(args, 0), arg(args, 2))
 	if err != nil {
 		return err
 	}
+	defer release()
 	b.DisconnectSockets(closeConn)
 	return nil
 }

@@ -39,6 +39,15 @@ func (a *admin) instrumentNamespace(n *Namespace) {
 	}
 }
 
+// forgetNamespace drops a namespace removed as empty
+// (Config.CleanupEmptyChildNamespaces); a new one of the same name is
+// instrumented when it is created.
+func (a *admin) forgetNamespace(n *Namespace) {
+	a.mu.Lock()
+	delete(a.seen, n)
+	a.mu.Unlock()
+}
+
 // onSocket reports a socket's connection and follows it until it
 // disconnects.
 func (a *admin) onSocket(s *Socket) {

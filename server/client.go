@@ -181,6 +181,9 @@ func (c *client) connect(p *siocodec.Packet) {
 		c.writeConnectError(p.Nsp, "Invalid namespace", nil)
 		return
 	}
+	// The connection is under way until connect returns: the socket is
+	// registered then, or refused.
+	defer nsp.release()
 	c.mu.Lock()
 	dup := c.socketLocked(p.Nsp) != nil
 	closed := c.closed
@@ -213,6 +216,35 @@ func (c *client) write(t siocodec.Type, nsp string, id *uint64, data any) error 
 		return err
 	}
 	return c.send(msgs)
+}
+
+// writeFlagged is write of an EVENT with the flags of Socket.Volatile and
+// Socket.Compress: with noCompress its messages go uncompressed over
+// per-message deflate; a volatile one is dropped, counted and not sent
+// (sent false, no error) when the transport cannot take it at once, as
+// Node's client.writeToEngine drops it.
+func (c *client) writeFlagged(nsp string, id *uint64, data any, f emitFlags) (sent bool, err error) {
+	msgs, err := c.srv.encode(siocodec.Event, nsp, id, data)
+	if err != nil {
+		return false, err
+	}
+	if f.noCompress {
+		for _, m := range msgs {
+			m.DisableCompression()
+		}
+	}
+	if !f.volatile {
+		return true, c.send(msgs)
+	}
+	err = c.sess.SendVolatile(nil, msgs...)
+	switch {
+	case errors.Is(err, eio.ErrNotWritable):
+		c.srv.volatileDropped(nsp, 1)
+		return false, nil
+	case err != nil && !errors.Is(err, eio.ErrClosed) && !errors.Is(err, eio.ErrSlowConsumer):
+		c.srv.log.Warn("write to a client failed", "sid", c.sess.ID(), "err", err)
+	}
+	return err == nil, err
 }
 
 // encode encodes one packet in the server's parser format (Config.Parser)

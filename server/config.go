@@ -178,6 +178,20 @@ type Config struct {
 	// first packet.
 	Parser string
 
+	// CleanupEmptyChildNamespaces removes a namespace created by a dynamic
+	// namespace (OfDynamic) once no socket of this node is in it and no
+	// connection to it is under way: after its last socket's disconnect
+	// handlers have run, or after the connection that created it was
+	// refused. Its adapter is closed (in a cluster, its Redis
+	// subscriptions end and the other nodes are told), it leaves
+	// Namespaces() and its parent's operations, and a client that connects
+	// to the name again gets a new namespace (the OnNewNamespace handlers
+	// run again). A *Namespace kept from before serves no client any more.
+	// It bounds what a server serving many short-lived dynamic namespaces
+	// keeps. Node's cleanupEmptyChildNamespaces; default false, as in Node:
+	// a child namespace stays once created.
+	CleanupEmptyChildNamespaces bool
+
 	// Recovery configures connection state recovery. Off by default.
 	Recovery RecoveryConfig
 

@@ -34,7 +34,8 @@ func (n *Namespace) Sockets() []*Socket {
 // name: the main one, those made with Of, and the children of dynamic
 // namespaces created so far (not the Namespaces OfDynamic returned, which
 // stand for their children). The list grows as clients connect to new
-// dynamic namespaces.
+// dynamic namespaces and, with Config.CleanupEmptyChildNamespaces, shrinks
+// as they empty.
 func (s *Server) Namespaces() []*Namespace {
 	out := s.namespaces()
 	slices.SortFunc(out, func(a, b *Namespace) int { return strings.Compare(a.name, b.name) })

@@ -23,7 +23,8 @@ type serverMetrics struct {
 	bytesIn     prometheus.Counter
 	bytesOut    prometheus.Counter
 	slow        prometheus.Counter
-	// volatileDrops counts volatile packets not written to a busy client.
+	// volatileDrops counts volatile packets (broadcasts and emits to one
+	// socket) not written to a busy client.
 	volatileDrops prometheus.Counter
 
 	// hookDrops counts the notifications of OnAnyOutgoing and room
@@ -75,7 +76,7 @@ func newServerMetrics(reg prometheus.Registerer) (*serverMetrics, error) {
 		}),
 		volatileDrops: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sockstream_volatile_dropped_total",
-			Help: "Volatile packets not written to a client because its transport was busy (something queued or being written, or no polling GET waiting), as Node drops them.",
+			Help: "Volatile packets (volatile broadcasts and Socket.Volatile emits) not written to a client because its transport was busy (something queued or being written, or no polling GET waiting), as Node drops them.",
 		}),
 		hookDrops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sockstream_hook_events_dropped_total",

@@ -33,6 +33,15 @@ type Namespace struct {
 	onConnect   []func(*Socket)
 	serverSide  map[string][]func(*Event)
 	children    []*Namespace // of a dynamic parent
+	// parent is the dynamic namespace that created this one; nil for the
+	// others.
+	parent *Namespace
+	// joining counts the connections to this child under way (lookup to
+	// release) and removed says it was dropped as empty (cleanup.go);
+	// both guarded by mu, used only with
+	// Config.CleanupEmptyChildNamespaces.
+	joining int
+	removed bool
 
 	ackIDs atomic.Uint64 // ack ids of emits and broadcasts with acks
 	// outgoing counts the connected sockets with OnAnyOutgoing handlers:
@@ -115,7 +124,8 @@ func (s *Server) newNamespaceCreated(n *Namespace) {
 // "Invalid namespace". Register the handlers and middlewares on the returned
 // Namespace before clients connect: a namespace created earlier keeps the
 // ones it was created with (as in Node). Socket.Namespace tells which
-// namespace a socket is in.
+// namespace a socket is in. With Config.CleanupEmptyChildNamespaces a
+// child is removed once empty and created afresh when a client comes back.
 func (s *Server) OfDynamic(match func(name string, auth map[string]any) bool) *Namespace {
 	s.nspMu.Lock()
 	defer s.nspMu.Unlock()
@@ -126,10 +136,16 @@ func (s *Server) OfDynamic(match func(name string, auth map[string]any) bool) *N
 }
 
 // lookup returns the namespace a client asks for, creating a dynamic one
-// when a parent matches; nil when none serves the name.
+// when a parent matches; nil when none serves the name. The caller calls
+// release on the namespace returned once it is done with it: until then a
+// child namespace is not removed as empty (CleanupEmptyChildNamespaces).
 func (s *Server) lookup(name string, auth map[string]any) *Namespace {
 	s.nspMu.Lock()
 	n, ok := s.nsps[name]
+	if ok {
+		// Under nspMu, which removal holds too: n is not being removed.
+		n.reserve()
+	}
 	parents := slices.Clone(s.parents)
 	s.nspMu.Unlock()
 	if ok {
@@ -141,11 +157,13 @@ func (s *Server) lookup(name string, auth map[string]any) *Namespace {
 		}
 		s.nspMu.Lock()
 		if n, ok := s.nsps[name]; ok { // created meanwhile
+			n.reserve()
 			s.nspMu.Unlock()
 			return n
 		}
 		child := p.child(name)
 		child.adapter = s.newAdapter((*local)(child))
+		child.reserve()
 		s.nsps[name] = child
 		s.nspMu.Unlock()
 		s.newNamespaceCreated(child)
@@ -169,6 +187,7 @@ func (n *Namespace) matches(name string, auth map[string]any) (ok bool) {
 // middlewares and handlers as they are now.
 func (n *Namespace) child(name string) *Namespace {
 	c := n.srv.newNamespace(name)
+	c.parent = n
 	n.mu.Lock()
 	c.middlewares = slices.Clone(n.middlewares)
 	c.onConnect = slices.Clone(n.onConnect)

@@ -49,6 +49,9 @@ type Server struct {
 	parents []*Namespace          // dynamic namespaces (OfDynamic)
 	// onNewNsp are the OnNewNamespace handlers.
 	onNewNsp []func(*Namespace)
+	// onNspRemoved are told of each child namespace removed as empty
+	// (Config.CleanupEmptyChildNamespaces), so that they forget it.
+	onNspRemoved []func(*Namespace)
 	// engineObs, if set (the Admin UI), is told of Engine.IO sessions
 	// opening and closing.
 	engineObs atomic.Pointer[engineObserver]

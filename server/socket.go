@@ -277,6 +277,7 @@ func (s *Socket) onclose(reason string) {
 			}
 		})
 	}
+	cleanup := n.cleanupEnabled()
 	n.srv.busy.add()
 	s.queue.push(func() {
 		defer n.srv.busy.done()
@@ -285,6 +286,13 @@ func (s *Socket) onclose(reason string) {
 		s.mu.Unlock()
 		for _, h := range hs {
 			h(reason)
+		}
+		if cleanup {
+			// After the handlers (Node closes the adapter before its
+			// disconnect listeners, but its cluster adapters still
+			// publish after close): what they broadcast reaches the
+			// other nodes.
+			n.removeIfEmpty()
 		}
 	})
 }
@@ -409,12 +417,18 @@ func (s *Socket) Rooms() []string {
 }
 
 // Emit sends an event to this client. Arguments are JSON values; []byte
-// values travel as binary, at any depth outside structs.
+// values travel as binary, at any depth outside structs. Volatile and
+// Compress emit with Node's flags.
 func (s *Socket) Emit(event string, args ...any) error {
+	return s.emitWith(event, args, emitFlags{})
+}
+
+// emitWith is Emit with flags.
+func (s *Socket) emitWith(event string, args []any, f emitFlags) error {
 	if err := checkEventName(event); err != nil {
 		return err
 	}
-	if err := s.emit(event, args, nil); err != nil {
+	if err := s.emit(event, args, nil, f); err != nil {
 		return fmt.Errorf("emit %q: %w", event, err)
 	}
 	s.nsp.srv.metrics.emitted(s.nsp.name)
@@ -423,8 +437,10 @@ func (s *Socket) Emit(event string, args ...any) error {
 
 // emit writes an EVENT to the client. With connection state recovery it
 // goes through the adapter, as Node does, so that it gets an offset and
-// can be replayed; otherwise it is written at once.
-func (s *Socket) emit(event string, args []any, id *uint64) error {
+// can be replayed (not a volatile one); otherwise it is written at once.
+// A volatile event the client's transport cannot take at once is dropped
+// and counted, without error.
+func (s *Socket) emit(event string, args []any, id *uint64, f emitFlags) error {
 	if !s.connected.Load() {
 		return ErrDisconnected
 	}
@@ -432,12 +448,20 @@ func (s *Socket) emit(event string, args []any, id *uint64) error {
 	data = append(data, event)
 	data = append(data, args...)
 	if s.nsp.srv.cfg.Recovery.Enabled {
-		// The outgoing listeners hear of it when the adapter delivers it.
+		// The outgoing listeners hear of it when the adapter delivers it;
+		// the adapter drops a volatile one for a busy client (Deliver).
 		return s.nsp.adapter.Broadcast(&adapter.Packet{Type: int(siocodec.Event), Data: data, ID: id},
-			adapter.Options{Rooms: []string{s.id}, Except: []string{}})
+			adapter.Options{Rooms: []string{s.id}, Except: []string{}, Flags: f.adapterFlags()})
 	}
-	if err := s.client.write(siocodec.Event, s.nsp.name, id, data); err != nil {
-		return err
+	if f == (emitFlags{}) {
+		if err := s.client.write(siocodec.Event, s.nsp.name, id, data); err != nil {
+			return err
+		}
+	} else {
+		sent, err := s.client.writeFlagged(s.nsp.name, id, data, f)
+		if err != nil || !sent {
+			return err
+		}
 	}
 	s.notifyOutgoing(data)
 	return nil
@@ -449,6 +473,11 @@ func (s *Socket) emit(event string, args []any, id *uint64) error {
 // that does not come in time is an error wrapping both ErrAckTimeout and
 // context.DeadlineExceeded. It may be called from the socket's own handlers.
 func (s *Socket) EmitWithAck(ctx context.Context, event string, args ...any) ([]any, error) {
+	return s.emitWithAck(ctx, event, args, emitFlags{})
+}
+
+// emitWithAck is EmitWithAck with flags.
+func (s *Socket) emitWithAck(ctx context.Context, event string, args []any, f emitFlags) ([]any, error) {
 	if err := checkEventName(event); err != nil {
 		return nil, err
 	}
@@ -464,7 +493,7 @@ func (s *Socket) EmitWithAck(ctx context.Context, event string, args ...any) ([]
 		}
 	}, 0)
 	defer s.dropAck(id)
-	if err := s.emit(event, args, &id); err != nil {
+	if err := s.emit(event, args, &id, f); err != nil {
 		return nil, fmt.Errorf("emit %q: %w", event, err)
 	}
 	s.nsp.srv.metrics.emitted(s.nsp.name)

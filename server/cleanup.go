@@ -1,0 +1,92 @@
+package server
+
+import "slices"
+
+// Config.CleanupEmptyChildNamespaces: a child of a dynamic namespace is
+// removed once it is empty, as Node's ParentNamespace.createChild arranges
+// it. Node checks at the moment a socket leaves, in one thread; here a
+// client may be between lookup and the registration of its socket (the
+// middlewares run meanwhile) while the last socket leaves, so a child
+// counts the connections under way (joining) and is removed only when it
+// has neither sockets nor such connections. The decision and the removal
+// from the tables happen under the server's nspMu, which lookup holds
+// while it picks a namespace: a client never joins a removed one.
+
+// cleanupEnabled reports whether n is removed when empty.
+func (n *Namespace) cleanupEnabled() bool {
+	return n.parent != nil && n.srv.cfg.CleanupEmptyChildNamespaces
+}
+
+// reserve counts a connection to n under way. Called holding srv.nspMu.
+func (n *Namespace) reserve() {
+	if !n.cleanupEnabled() {
+		return
+	}
+	n.mu.Lock()
+	n.joining++
+	n.mu.Unlock()
+}
+
+// release ends what lookup reserved; the namespace is removed if that
+// leaves it empty. It closes the adapter on a goroutine of its own: the
+// caller may be a client's reading goroutine, which must not wait for
+// Redis.
+func (n *Namespace) release() {
+	if !n.cleanupEnabled() {
+		return
+	}
+	n.mu.Lock()
+	n.joining--
+	empty := n.joining == 0 && len(n.sockets) == 0 && !n.removed
+	n.mu.Unlock()
+	if !empty {
+		return
+	}
+	n.srv.busy.add() // Shutdown waits for the adapter's close
+	go func() {
+		defer n.srv.busy.done()
+		n.removeIfEmpty()
+	}()
+}
+
+// removeIfEmpty removes n if it has no socket and no connection under
+// way: from the server's namespaces and its parent's children, its adapter
+// closed (which publishes what it has queued first, and may wait up to
+// the cluster's RequestTimeout). It must not run on a goroutine of the
+// adapter (Close waits for them): it runs on the handler goroutine of the
+// socket that left, or on a goroutine of its own. While the server shuts
+// down it leaves n alone: Shutdown closes every adapter.
+func (n *Namespace) removeIfEmpty() {
+	s := n.srv
+	if s.shuttingDown.Load() {
+		return
+	}
+	s.nspMu.Lock()
+	n.mu.Lock()
+	drop := !n.removed && n.joining == 0 && len(n.sockets) == 0
+	if drop {
+		n.removed = true
+	}
+	n.mu.Unlock()
+	if drop && s.nsps[n.name] == n {
+		delete(s.nsps, n.name)
+	}
+	removed := s.onNspRemoved
+	s.nspMu.Unlock()
+	if !drop {
+		return
+	}
+	p := n.parent
+	p.mu.Lock()
+	// targets and addRoomHandler clone children under p.mu: editing it
+	// in place is safe.
+	p.children = slices.DeleteFunc(p.children, func(c *Namespace) bool { return c == n })
+	p.mu.Unlock()
+	if err := n.adapter.Close(); err != nil {
+		s.log.Warn("sockstream: closing the adapter of an empty namespace failed", "nsp", n.name, "err", err)
+	}
+	for _, h := range removed {
+		h(n)
+	}
+	s.log.Debug("sockstream: empty child namespace removed", "nsp", n.name, "parent", p.name)
+}
