@@ -8,7 +8,6 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -46,7 +45,7 @@ type Builder struct {
 	beating map[*NamespaceAdapter]struct{}
 	sent    *sync.Cond // on mu: beating lost members
 
-	lastWarn atomic.Int64 // unix nanos of the last rate-limited warning
+	lastWarn oncePerSecond // of warnLimited
 }
 
 // liveness is a run of the Builder's two liveness goroutines.
@@ -295,12 +294,9 @@ func (b *Builder) liveAdapters() []*NamespaceAdapter {
 // with thousands of namespaces, one line stands for all of them (the
 // counters have the details).
 func (b *Builder) warnLimited(msg string, args ...any) {
-	now := time.Now().UnixNano()
-	last := b.lastWarn.Load()
-	if now-last < int64(time.Second) || !b.lastWarn.CompareAndSwap(last, now) {
-		return
+	if b.lastWarn.allow() {
+		b.log.Warn(msg, args...)
 	}
-	b.log.Warn(msg, args...)
 }
 
 // Adapter returns the current adapter of the namespace called name, or nil.
