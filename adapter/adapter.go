@@ -875,6 +875,5 @@ func (a *NamespaceAdapter) shutdown() {
 	a.spawnMu.Unlock()
 	a.wg.Wait()
 
-	a.m.peersAlive.DeleteLabelValues(a.name)
 	a.b.forget(a)
 }

@@ -313,6 +313,9 @@ func (b *Builder) forget(a *NamespaceAdapter) {
 	b.mu.Lock()
 	if b.adapters[a.name] == a {
 		delete(b.adapters, a.name)
+		// Only while a is the namespace's newest adapter: a namespace
+		// created again while a was closing has its own series already.
+		a.m.peersAlive.DeleteLabelValues(a.name)
 	}
 	b.count--
 	last := b.count == 0

@@ -138,3 +138,39 @@ func peerUIDs(a *adapter.NamespaceAdapter) []string {
 	}
 	return out
 }
+
+// TestPeersAliveSeriesOfRecreatedNamespace: a namespace created again
+// while its previous adapter is still closing keeps its peers_alive
+// series: the old adapter's Close removes the series only while it is
+// the namespace's newest adapter.
+func TestPeersAliveSeriesOfRecreatedNamespace(t *testing.T) {
+	t.Parallel()
+	nodes := hubCluster(t, 2, fastConfig())
+	n := nodes[0]
+	has := func() bool {
+		for _, l := range labelsOf(n, "sockstream_adapter_peers_alive") {
+			if l["nsp"] == "/x" {
+				return true
+			}
+		}
+		return false
+	}
+	old := n.attach(newTestNS("/x", n.name))
+	if !has() {
+		t.Fatal("no peers_alive series for /x")
+	}
+	recreated := n.attach(newTestNS("/x", n.name))
+	t.Cleanup(func() { _ = recreated.Close() })
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !has() {
+		t.Fatal("closing the previous adapter of /x removed the series of the new one")
+	}
+	if err := recreated.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if has() {
+		t.Fatal("the series of /x is left after its last adapter closed")
+	}
+}
