@@ -82,7 +82,8 @@ func (b *Broadcast) opts() adapter.Options { return b.sel.Options() }
 // written when Redis is back (unless the server shuts down first). An
 // error means the other servers will not get it; it wraps the adapter's
 // reason, for errors.Is: adapter.ErrBufferFull (Redis unreachable and the
-// buffer full), adapter.ErrClosed (the server is shutting down). The
+// buffer full), adapter.ErrClosed (the server is shutting down, or the
+// namespace was removed as empty: Config.CleanupEmptyChildNamespaces). The
 // sockets of this server get the event either way, as in Node. A Local or
 // Volatile emit does not wait for the cluster and returns nil (a volatile
 // event the cluster cannot take is dropped and counted); a single server
@@ -95,7 +96,7 @@ func (b *Broadcast) Emit(event string, args ...any) error {
 	var errs []error
 	for _, n := range b.nsp.targets() {
 		p := &adapter.Packet{Type: int(siocodec.Event), Data: data}
-		if err := n.adapter.Broadcast(p, b.opts()); err != nil {
+		if err := b.nsp.gone(n, n.adapter.Broadcast(p, b.opts())); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -111,7 +112,8 @@ func (b *Broadcast) Emit(event string, args ...any) error {
 // a deadline: it is the ack timeout. When some clients do not answer in time
 // it returns the responses it got and an error wrapping ErrAckTimeout. When
 // the cluster cannot take the event (Redis unreachable:
-// adapter.ErrUnavailable; adapter.ErrClosed after Shutdown) it returns at
+// adapter.ErrUnavailable; adapter.ErrClosed after Shutdown or on a
+// namespace removed as empty) it returns at
 // once with that error.
 func (b *Broadcast) EmitWithAck(ctx context.Context, event string, args ...any) ([]any, error) {
 	if err := checkEventName(event); err != nil {
@@ -131,6 +133,9 @@ func (b *Broadcast) EmitWithAck(ctx context.Context, event string, args ...any) 
 		opts.Flags.TimeoutMs = &timeoutMs
 		p := &adapter.Packet{Type: int(siocodec.Event), Data: data, ID: &id}
 		if err := n.adapter.BroadcastWithAck(p, opts, c.clientCount, c.response); err != nil {
+			if b.nsp.gone(n, err) == nil {
+				continue // removed meanwhile: none of its sockets to wait for
+			}
 			return nil, fmt.Errorf("broadcast %q with ack: %w", event, err)
 		}
 		if b.sel.Flags().Local {
@@ -218,7 +223,7 @@ func (b *Broadcast) FetchSockets(ctx context.Context) ([]*RemoteSocket, error) {
 	var errs []error
 	for _, n := range b.nsp.targets() {
 		infos, err := n.adapter.FetchSockets(ctx, b.opts())
-		if err != nil {
+		if err = b.nsp.gone(n, err); err != nil {
 			errs = append(errs, err)
 		}
 		for _, info := range infos {
@@ -238,14 +243,14 @@ func (b *Broadcast) FetchSockets(ctx context.Context) ([]*RemoteSocket, error) {
 // holds for SocketsLeave and DisconnectSockets.
 func (b *Broadcast) SocketsJoin(rooms ...string) {
 	for _, n := range b.nsp.targets() {
-		b.report("sockets join", n.adapter.AddSockets(b.opts(), rooms))
+		b.report("sockets join", b.nsp.gone(n, n.adapter.AddSockets(b.opts(), rooms)))
 	}
 }
 
 // SocketsLeave makes the selected sockets leave rooms.
 func (b *Broadcast) SocketsLeave(rooms ...string) {
 	for _, n := range b.nsp.targets() {
-		b.report("sockets leave", n.adapter.DelSockets(b.opts(), rooms))
+		b.report("sockets leave", b.nsp.gone(n, n.adapter.DelSockets(b.opts(), rooms)))
 	}
 }
 
@@ -253,7 +258,7 @@ func (b *Broadcast) SocketsLeave(rooms ...string) {
 // connections are closed too.
 func (b *Broadcast) DisconnectSockets(closeConn bool) {
 	for _, n := range b.nsp.targets() {
-		b.report("disconnect sockets", n.adapter.DisconnectSockets(b.opts(), closeConn))
+		b.report("disconnect sockets", b.nsp.gone(n, n.adapter.DisconnectSockets(b.opts(), closeConn)))
 	}
 }
 

@@ -1,6 +1,11 @@
 package server
 
-import "slices"
+import (
+	"errors"
+	"slices"
+
+	"github.com/sockstream/sockstream/adapter"
+)
 
 // Config.CleanupEmptyChildNamespaces: a child of a dynamic namespace is
 // removed once it is empty, as Node's ParentNamespace.createChild arranges
@@ -37,7 +42,7 @@ func (n *Namespace) release() {
 	}
 	n.mu.Lock()
 	n.joining--
-	empty := n.joining == 0 && len(n.sockets) == 0 && !n.removed
+	empty := n.idleLocked() && !n.removed
 	n.mu.Unlock()
 	if !empty {
 		return
@@ -47,6 +52,34 @@ func (n *Namespace) release() {
 		defer n.srv.busy.done()
 		n.removeIfEmpty()
 	}()
+}
+
+// idleLocked reports whether n has no socket, no connection under way and
+// no socket whose disconnect handlers are still to run (they may broadcast
+// through n's adapter). Called holding n.mu.
+func (n *Namespace) idleLocked() bool {
+	return n.joining == 0 && n.leaving == 0 && len(n.sockets) == 0
+}
+
+// leave counts a socket gone from n whose disconnect handlers are still to
+// run; left ends it, after them. Called holding n.mu.
+func (n *Namespace) leaveLocked() {
+	if n.cleanupEnabled() {
+		n.leaving++
+	}
+}
+
+// left ends what leaveLocked counted and removes n if that leaves it
+// empty. Called on the socket's handler goroutine, after its disconnect
+// handlers.
+func (n *Namespace) left() {
+	if !n.cleanupEnabled() {
+		return
+	}
+	n.mu.Lock()
+	n.leaving--
+	n.mu.Unlock()
+	n.removeIfEmpty()
 }
 
 // removeIfEmpty removes n if it has no socket and no connection under
@@ -63,7 +96,7 @@ func (n *Namespace) removeIfEmpty() {
 	}
 	s.nspMu.Lock()
 	n.mu.Lock()
-	drop := !n.removed && n.joining == 0 && len(n.sockets) == 0
+	drop := !n.removed && n.idleLocked()
 	if drop {
 		n.removed = true
 	}
@@ -89,4 +122,23 @@ func (n *Namespace) removeIfEmpty() {
 		h(n)
 	}
 	s.log.Debug("sockstream: empty child namespace removed", "nsp", n.name, "parent", p.name)
+}
+
+// gone filters an error of the adapter of t, one of n's targets, for an
+// operation addressed to n: when n is a dynamic parent, which passes it to
+// each of its children, adapter.ErrClosed from a child removed meanwhile
+// (it had no socket left) is no failure of the operation, which a moment
+// later would not have gone to it at all. Addressed to the removed child
+// itself, it stays an error.
+func (n *Namespace) gone(t *Namespace, err error) error {
+	if err == nil || t == n || !errors.Is(err, adapter.ErrClosed) {
+		return err
+	}
+	t.mu.Lock()
+	removed := t.removed
+	t.mu.Unlock()
+	if removed {
+		return nil
+	}
+	return err
 }

@@ -350,3 +350,47 @@ func TestCleanupEmptyChildNamespacesCluster(t *testing.T) {
 func redisClientConn(stack string) bool {
 	return strings.Contains(stack, "github.com/redis/rueidis.(*pipe)._background")
 }
+
+// TestCleanupWaitsForDisconnectHandlers: a child is not removed while a
+// socket that left still has disconnect handlers to run, even when
+// another socket's departure empties it: what those handlers broadcast
+// still goes through the namespace's adapter (closed, it would refuse
+// with ErrClosed and reach no other node).
+func TestCleanupWaitsForDisconnectHandlers(t *testing.T) {
+	t.Parallel()
+	d := startDynServer(t, "n0", server.Config{CleanupEmptyChildNamespaces: true})
+	entered, release := make(chan struct{}), make(chan struct{})
+	aLeft := make(chan struct{})
+	emitErr := make(chan error, 1)
+	d.dyn.OnConnection(func(s *server.Socket) {
+		switch s.Handshake().Auth["who"] {
+		case "slow":
+			s.OnDisconnect(func(string) {
+				close(entered)
+				<-release
+				emitErr <- s.Broadcast().Emit("bye")
+			})
+		case "a":
+			s.OnDisconnect(func(string) { close(aLeft) })
+		}
+	})
+	c := siotest.StartClients(t)
+	c.Connect(t, "slow", d.URL+"/dyn-1", nil, map[string]any{"auth": map[string]any{"who": "slow"}})
+	c.Connect(t, "a", d.URL+"/dyn-1", nil, map[string]any{"auth": map[string]any{"who": "a"}})
+	c.Disconnect(t, "slow")
+	siotest.Recv(t, entered, waitFor, "the slow socket's disconnect handler")
+	c.Disconnect(t, "a") // the last socket: the namespace is empty now
+	siotest.Recv(t, aLeft, waitFor, "a's disconnection")
+	close(release)
+	select {
+	case err := <-emitErr:
+		if err != nil {
+			t.Fatalf("broadcast from a disconnect handler: %v (the namespace was removed under it)", err)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("the slow disconnect handler never returned")
+	}
+	siotest.Eventually(t, waitFor, "/dyn-1 removed after the last handler", func() bool {
+		return !d.has("/dyn-1") && !d.hasAdapter(t, "/dyn-1")
+	})
+}

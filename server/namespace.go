@@ -37,10 +37,12 @@ type Namespace struct {
 	// others.
 	parent *Namespace
 	// joining counts the connections to this child under way (lookup to
-	// release) and removed says it was dropped as empty (cleanup.go);
-	// both guarded by mu, used only with
+	// release), leaving the sockets gone from sockets whose disconnect
+	// handlers have not run yet, and removed says it was dropped as empty
+	// (cleanup.go); guarded by mu, used only with
 	// Config.CleanupEmptyChildNamespaces.
 	joining int
+	leaving int
 	removed bool
 
 	ackIDs atomic.Uint64 // ack ids of emits and broadcasts with acks
@@ -209,6 +211,10 @@ func (n *Namespace) targets() []*Namespace {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	// A child removed as empty (Config.CleanupEmptyChildNamespaces) leaves
+	// children in the same step; one removed while the caller goes
+	// through the list answers adapter.ErrClosed, which Namespace.gone
+	// filters.
 	return slices.Clone(n.children)
 }
 
@@ -310,7 +316,7 @@ func (n *Namespace) DisconnectSockets(closeConn bool) { n.all().DisconnectSocket
 func (n *Namespace) ServerSideEmit(event string, args ...any) error {
 	var errs []error
 	for _, t := range n.targets() {
-		if err := t.adapter.ServerSideEmit(append([]any{event}, args...)); err != nil {
+		if err := n.gone(t, t.adapter.ServerSideEmit(append([]any{event}, args...))); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -330,7 +336,7 @@ func (n *Namespace) ServerSideEmitWithAck(ctx context.Context, event string, arg
 	for _, t := range n.targets() {
 		res, err := t.adapter.ServerSideEmitWithAck(ctx, append([]any{event}, args...))
 		all = append(all, res...)
-		if err != nil {
+		if err = n.gone(t, err); err != nil {
 			if errors.Is(err, adapter.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
 				return all, fmt.Errorf("server-side emit %q: %w: %w", event, ErrAckTimeout, err)
 			}

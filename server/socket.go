@@ -251,6 +251,7 @@ func (s *Socket) onclose(reason string) {
 	if n.sockets[s.id] == s {
 		delete(n.sockets, s.id)
 	}
+	n.leaveLocked() // until its disconnect handlers have run (n.left)
 	n.mu.Unlock()
 	s.client.unregister(s)
 	s.mu.Lock()
@@ -277,22 +278,21 @@ func (s *Socket) onclose(reason string) {
 			}
 		})
 	}
-	cleanup := n.cleanupEnabled()
 	n.srv.busy.add()
 	s.queue.push(func() {
 		defer n.srv.busy.done()
+		// After the handlers (deferred: even if one panics), this
+		// socket's and those of every other socket that left: the
+		// namespace is removed only then (Node closes the adapter before
+		// its disconnect listeners, but its cluster adapters still
+		// publish after close): what they broadcast reaches the other
+		// nodes.
+		defer n.left()
 		s.mu.Lock()
 		hs := s.onDisconnect
 		s.mu.Unlock()
 		for _, h := range hs {
 			h(reason)
-		}
-		if cleanup {
-			// After the handlers (Node closes the adapter before its
-			// disconnect listeners, but its cluster adapters still
-			// publish after close): what they broadcast reaches the
-			// other nodes.
-			n.removeIfEmpty()
 		}
 	})
 }
