@@ -7,7 +7,8 @@ import (
 )
 
 // Writing from the deliverer's goroutine. A Batch's Flush writes each held
-// WebSocket session's queue itself, with non-blocking write(2)s, instead of
+// WebSocket session's queue itself, with non-blocking send(2)s
+// (send_linux.go), instead of
 // starting a flusher goroutine per session: a broadcast to a room costs no
 // goroutine per recipient, and while the deliverer writes, the next
 // broadcasts gather in its own queue and go out together at its next

@@ -14,9 +14,10 @@ const inlineWrites = true
 // MSG_DONTWAIT, as a raw system call. It returns how much the socket took
 // and the call's errno (0 on success, EAGAIN when its buffer is full).
 //
-// Raw, because the call cannot block (MSG_DONTWAIT, on a descriptor that is
-// non-blocking anyway): the runtime's system call bookkeeping buys nothing
-// here and costs much. A loopback write spends ~7 µs in the kernel
+// Raw, because the call never waits for buffer space (MSG_DONTWAIT, on a
+// descriptor that is non-blocking anyway; the kernel may still take the
+// socket's lock for the microseconds a concurrent read holds it): the
+// runtime's system call bookkeeping buys nothing here and costs much. A loopback write spends ~7 µs in the kernel
 // delivering to the receiver, longer than the 20 µs sysmon tick often
 // enough that sysmon hands the P to another thread and the writer has to
 // get one back afterwards: measured while saturated, context switches were
