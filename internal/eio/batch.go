@@ -1,6 +1,9 @@
 package eio
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // A Batch holds back the writes of the messages queued through it
 // (Session.SendBatched) until Flush: a session that gets several messages
@@ -19,6 +22,10 @@ import "sync"
 type Batch struct {
 	mu       sync.Mutex
 	sessions []*Session
+	// flushing: a Flush is writing; another one waits for it to end
+	// (passEnd, on mu) and then writes what was held meanwhile.
+	flushing bool
+	passEnd  *sync.Cond
 }
 
 // SendBatched is Send, except that the write is deferred until b.Flush
@@ -44,23 +51,51 @@ func (b *Batch) holdLocked(s *Session) {
 // caller's goroutine as far as the sockets take it without waiting
 // (inline.go), the rest on the sessions' own writers (a flusher goroutine,
 // the pending GET). It never waits on the network.
+//
+// One Flush writes at a time. A Flush called while another one writes
+// waits for that pass to end (it never waits on the network, so neither
+// does this one for long) and then writes what was held meanwhile: a
+// connection that got broadcasts from two deliverers (a node's own
+// broadcasts and the other nodes', delivered by two workers) is written
+// once with all that arrived during the pass, not once by each, and
+// nothing waits for a timer. Each caller writes at most one pass, its own.
 func (b *Batch) Flush() {
 	b.mu.Lock()
+	for b.flushing {
+		if b.passEnd == nil {
+			b.passEnd = sync.NewCond(&b.mu)
+		}
+		if hook := testHookFlushWait.Load(); hook != nil {
+			(*hook)()
+		}
+		b.passEnd.Wait()
+	}
 	held := b.sessions
+	if len(held) == 0 {
+		b.mu.Unlock()
+		return // written by the pass that just ended
+	}
 	b.sessions = nil
+	b.flushing = true
 	b.mu.Unlock()
 	for i, s := range held {
 		s.flushHeld()
 		held[i] = nil
 	}
-	if cap(held) <= maxBatchReuse {
-		b.mu.Lock()
-		if b.sessions == nil {
-			b.sessions = held[:0]
-		}
-		b.mu.Unlock()
+	b.mu.Lock()
+	if b.sessions == nil && cap(held) <= maxBatchReuse {
+		b.sessions = held[:0]
 	}
+	b.flushing = false
+	if b.passEnd != nil {
+		b.passEnd.Broadcast()
+	}
+	b.mu.Unlock()
 }
 
 // maxBatchReuse bounds the list a Batch keeps between flushes (sessions).
 const maxBatchReuse = 4096
+
+// testHookFlushWait, set by tests, is called when a Flush starts waiting
+// for another one's pass (holding the Batch's lock: it must not block).
+var testHookFlushWait atomic.Pointer[func()]

@@ -196,3 +196,81 @@ func TestSendVolatile(t *testing.T) {
 		t.Errorf("SendVolatile over polling without a GET: %v, want ErrNotWritable", err)
 	}
 }
+
+// A Flush called while another one writes waits for that pass to end and
+// then writes, in one pass, what was held meanwhile: a session the first
+// pass had already written, given two messages by two deliverers during
+// that pass, gets them in one write, not one write per deliverer.
+func TestBatchFlushWaitsForThePass(t *testing.T) {
+	h := newHarness(t, Options{}, false)
+	ca, _ := h.dialWS()
+	a := h.next()
+	cb, _ := h.dialWS()
+	b := h.next()
+
+	var mu sync.Mutex
+	var writes []int
+	entered, release := make(chan struct{}), make(chan struct{})
+	setWriteHook(t, func(n int) {
+		mu.Lock()
+		writes = append(writes, n)
+		mu.Unlock()
+		if n == 2+len("bbbbbbbb") { // the first pass reaches b: hold it there
+			close(entered)
+			<-release
+		}
+	})
+	var batch Batch
+	mustSend := func(s *Session, text string) {
+		t.Helper()
+		if err := s.SendBatched(&batch, TextMessage([]byte(text))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustSend(a.s, "a") // frame: 2 + 2 bytes
+	mustSend(b.s, "bbbbbbb")
+	first := make(chan struct{})
+	go func() { defer close(first); batch.Flush() }()
+	<-entered // a is written, b is being written
+
+	// Two deliverers, each with its own message for a and its own Flush,
+	// called while the first pass writes b: each waits for that pass.
+	waiting := make(chan struct{}, 2)
+	onWait := func() { waiting <- struct{}{} }
+	testHookFlushWait.Store(&onWait)
+	t.Cleanup(func() { testHookFlushWait.Store(nil) })
+	flush := func() chan struct{} {
+		done := make(chan struct{})
+		go func() { defer close(done); batch.Flush() }()
+		select {
+		case <-waiting:
+		case <-done: // it did not wait: the assertion on writes says so
+		case <-time.After(10 * time.Second):
+			t.Fatal("Flush neither waited nor returned")
+		}
+		return done
+	}
+	mustSend(a.s, "x")
+	second := flush()
+	mustSend(a.s, "y")
+	third := flush()
+	close(release)
+	<-first
+	<-second
+	<-third
+
+	for _, want := range []string{"4a", "4x", "4y"} {
+		if got := readText(t, ca); got != want {
+			t.Fatalf("a: %q, want %q", got, want)
+		}
+	}
+	if got := readText(t, cb); got != "4bbbbbbb" {
+		t.Fatalf("b: %q", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []int{4, 10, 8} // a, b, then a's two frames together
+	if fmt.Sprint(writes) != fmt.Sprint(want) {
+		t.Fatalf("writes %v, want %v", writes, want)
+	}
+}
