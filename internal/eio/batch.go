@@ -3,6 +3,7 @@ package eio
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // A Batch holds back the writes of the messages queued through it
@@ -78,8 +79,9 @@ func (b *Batch) Flush() {
 	b.sessions = nil
 	b.flushing = true
 	b.mu.Unlock()
+	now := time.Now() // for the write deadlines: one clock read per pass
 	for i, s := range held {
-		s.flushHeld()
+		s.flushHeld(now)
 		held[i] = nil
 	}
 	b.mu.Lock()

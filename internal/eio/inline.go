@@ -4,6 +4,7 @@ import (
 	"errors"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Writing from the deliverer's goroutine. A Batch's Flush writes each held
@@ -104,7 +105,7 @@ func (w *rawWriter) write(fd uintptr) bool {
 
 // flushHeld writes s's queue for a Batch's Flush: inline when it can (see
 // above), else by kicking the session's writer as Send does.
-func (s *Session) flushHeld() {
+func (s *Session) flushHeld(now time.Time) {
 	s.mu.Lock()
 	s.batched = false
 	c := s.ws
@@ -139,7 +140,7 @@ func (s *Session) flushHeld() {
 	// The write does not wait, but an expired deadline (set by an earlier
 	// flusher write) would fail it at once: keep the deadline ahead, as
 	// the flusher does (rarely set: see extendWriteDeadline).
-	c.extendWriteDeadline(s.srv.opts.WriteTimeout)
+	c.extendWriteDeadlineFrom(now, s.srv.opts.WriteTimeout)
 	w, err := c.tryWrite(buf)
 
 	s.mu.Lock()

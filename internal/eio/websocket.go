@@ -334,7 +334,13 @@ func (c *wsConn) packFrames(prefix []byte, batch []*Message, n, threshold int) *
 // (and at most 5d/4) to complete: under steady traffic the deadline is
 // moved once per d/4, not once per write.
 func (c *wsConn) extendWriteDeadline(d time.Duration) {
-	now := time.Now()
+	c.extendWriteDeadlineFrom(time.Now(), d)
+}
+
+// extendWriteDeadlineFrom is extendWriteDeadline with the time read by the
+// caller: a Batch's Flush reads it once for all the sessions of a pass
+// (a pass never waits, so it is at most that pass's age behind).
+func (c *wsConn) extendWriteDeadlineFrom(now time.Time, d time.Duration) {
 	if c.wdl-now.UnixNano() >= int64(d) {
 		return
 	}
