@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sockstream/sockstream/adapter"
@@ -42,11 +43,9 @@ func (l *local) Deliver(p *adapter.Packet, ids []string, flags adapter.Flags) {
 		return
 	}
 	dropped := 0
-	for _, id := range ids {
-		s := l.ns().socket(id)
-		if s == nil {
-			continue
-		}
+	socks := l.ns().socketsOf(ids)
+	defer putSockets(socks)
+	for _, s := range *socks {
 		if flags.Volatile {
 			// Node drops a volatile packet for a client whose transport is
 			// busy (transport.writable false) rather than queue it.
@@ -84,11 +83,9 @@ func (l *local) DeliverWithAck(p *adapter.Packet, ids []string, flags adapter.Fl
 		timeout = time.Duration(*flags.TimeoutMs) * time.Millisecond
 	}
 	count := 0
-	for _, id := range ids {
-		s := l.ns().socket(id)
-		if s == nil {
-			continue
-		}
+	socks := l.ns().socketsOf(ids)
+	defer putSockets(socks)
+	for _, s := range *socks {
 		s.addAck(*p.ID, ack, timeout)
 		if s.client.sendBatched(&l.batch, msgs) == nil {
 			count++
@@ -232,3 +229,36 @@ func (s *Socket) nodeHandshake() adapter.Handshake {
 		Auth:    maps.Clone(h.Auth),
 	}
 }
+
+// socketsOf returns the connected sockets of ids, looked up under one
+// lock (a broadcast to a room of thousands took and released the
+// namespace's lock once per recipient, against the other worker
+// delivering), in a pooled slice to give back with putSockets.
+func (n *Namespace) socketsOf(ids []string) *[]*Socket {
+	sp := socketSlices.Get().(*[]*Socket)
+	out := (*sp)[:0]
+	n.mu.Lock()
+	for _, id := range ids {
+		if s := n.sockets[id]; s != nil {
+			out = append(out, s)
+		}
+	}
+	n.mu.Unlock()
+	*sp = out
+	return sp
+}
+
+// putSockets gives back a slice of socketsOf, unless it grew past what is
+// worth keeping.
+func putSockets(sp *[]*Socket) {
+	if cap(*sp) > maxPooledSockets {
+		return
+	}
+	clear(*sp)
+	*sp = (*sp)[:0]
+	socketSlices.Put(sp)
+}
+
+const maxPooledSockets = 16 << 10
+
+var socketSlices = sync.Pool{New: func() any { return new([]*Socket) }}
