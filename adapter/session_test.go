@@ -3,6 +3,7 @@ package adapter_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -342,5 +343,39 @@ func TestSessionsPersisted(t *testing.T) {
 	}
 	if n := len(store.sessions()); n != 1 {
 		t.Fatalf("%d sessions stored once SessionsPersisted returned, want 1", n)
+	}
+}
+
+// SessionsPersisted may be called while sessions are still being handed
+// to PersistSession (a server shutting down while sockets close): under
+// the race detector a sync.WaitGroup flagged this (Add from zero
+// concurrent with Wait), seen in the server's recovery tests.
+func TestSessionsPersistedWhilePersisting(t *testing.T) {
+	t.Parallel()
+	store := newFakeStore()
+	nodes := hubCluster(t, 1, fastConfig(), withSessions(store))
+	a := nodes[0].a
+	const writers, each = 4, 50
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				a.PersistSession(adapter.PersistedSession{SID: fmt.Sprintf("s%d-%d", w, i), PID: "p"})
+			}
+		}()
+	}
+	for range 200 {
+		if err := a.SessionsPersisted(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	if err := a.SessionsPersisted(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(store.sessions()); n != writers*each {
+		t.Fatalf("%d sessions stored once SessionsPersisted returned, want %d", n, writers*each)
 	}
 }
