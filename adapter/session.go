@@ -3,6 +3,7 @@ package adapter
 import (
 	"context"
 	"fmt"
+	"github.com/sockstream/sockstream/internal/inflight"
 	"slices"
 	"sync"
 	"time"
@@ -160,7 +161,7 @@ type sessionState struct {
 	mu        sync.Mutex
 	// persisting counts the PersistSession writes in flight, for
 	// SessionsPersisted.
-	persisting inflight
+	persisting inflight.Group
 	pending    map[*handover]struct{} // restores reading the log
 	bySID      map[string]*handover   // restored sockets under handover
 
@@ -240,9 +241,9 @@ func (a *NamespaceAdapter) PersistSession(s PersistedSession) {
 	s.Rooms = slices.Clone(s.Rooms)
 	s.Origin = a.uid
 	s.Marks = a.marksFor(s.Rooms)
-	a.sessions.persisting.add()
+	a.sessions.persisting.Add()
 	persist := func() {
-		defer a.sessions.persisting.done()
+		defer a.sessions.persisting.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), a.opts.RequestTimeout)
 		defer cancel()
 		if err := store.PersistSession(ctx, s); err != nil {
@@ -259,12 +260,10 @@ func (a *NamespaceAdapter) PersistSession(s PersistedSession) {
 // server shutting down calls it before it closes the connections: a client
 // reconnecting at once to another node must find its session there.
 func (a *NamespaceAdapter) SessionsPersisted(ctx context.Context) error {
-	select {
-	case <-a.sessions.persisting.idle():
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("sessions not yet persisted: %w", ctx.Err())
+	if err := a.sessions.persisting.Wait(ctx); err != nil {
+		return fmt.Errorf("sessions not yet persisted: %w", err)
 	}
+	return nil
 }
 
 // RestoreSession asks Config.Sessions, if any, for the session of pid and
@@ -561,46 +560,4 @@ func includes(rooms map[string]struct{}, opts Options) bool {
 // them, Options.Flags.Volatile).
 func (d *BroadcastData) Replayable() bool {
 	return d != nil && d.RequestID == "" && d.Packet.ID == nil && d.Packet.Type == packetEvent
-}
-
-// inflight counts operations in flight and tells when none is. Unlike a
-// sync.WaitGroup it may be waited on while operations start (a server
-// shutting down waits for the sessions being persisted while sockets still
-// close and persist theirs), and a wait given up leaves no goroutine.
-type inflight struct {
-	mu   sync.Mutex
-	n    int
-	zero chan struct{} // closed when n drops to 0; nil while nobody waits
-}
-
-func (f *inflight) add() {
-	f.mu.Lock()
-	f.n++
-	f.mu.Unlock()
-}
-
-func (f *inflight) done() {
-	f.mu.Lock()
-	f.n--
-	if f.n == 0 && f.zero != nil {
-		close(f.zero)
-		f.zero = nil
-	}
-	f.mu.Unlock()
-}
-
-// idle returns a channel closed once no operation is in flight (at once if
-// none is now).
-func (f *inflight) idle() <-chan struct{} {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.n == 0 {
-		c := make(chan struct{})
-		close(c)
-		return c
-	}
-	if f.zero == nil {
-		f.zero = make(chan struct{})
-	}
-	return f.zero
 }

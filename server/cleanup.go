@@ -47,9 +47,9 @@ func (n *Namespace) release() {
 	if !empty {
 		return
 	}
-	n.srv.busy.add() // Shutdown waits for the adapter's close
+	n.srv.busy.Add() // Shutdown waits for the adapter's close
 	go func() {
-		defer n.srv.busy.done()
+		defer n.srv.busy.Done()
 		n.removeIfEmpty()
 	}()
 }

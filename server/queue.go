@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"runtime/debug"
 	"sync"
 )
@@ -29,12 +28,12 @@ func (q *handlerQueue) push(task func()) {
 	}
 	q.running = true
 	q.mu.Unlock()
-	q.srv.busy.add()
+	q.srv.busy.Add()
 	go q.loop(task)
 }
 
 func (q *handlerQueue) loop(task func()) {
-	defer q.srv.busy.done()
+	defer q.srv.busy.Done()
 	for {
 		q.run(task)
 		q.mu.Lock()
@@ -60,47 +59,4 @@ func (q *handlerQueue) run(task func()) {
 		}
 	}()
 	task()
-}
-
-// activity counts work in flight (handler goroutines, disconnections on
-// their way to their handlers) so that Shutdown can wait for it.
-type activity struct {
-	mu   sync.Mutex
-	n    int
-	idle chan struct{} // closed when n drops to 0
-}
-
-func (a *activity) add() {
-	a.mu.Lock()
-	if a.n == 0 {
-		a.idle = make(chan struct{})
-	}
-	a.n++
-	a.mu.Unlock()
-}
-
-func (a *activity) done() {
-	a.mu.Lock()
-	a.n--
-	if a.n == 0 {
-		close(a.idle)
-	}
-	a.mu.Unlock()
-}
-
-// wait returns when nothing is in flight, or with ctx's error.
-func (a *activity) wait(ctx context.Context) error {
-	a.mu.Lock()
-	if a.n == 0 {
-		a.mu.Unlock()
-		return nil
-	}
-	idle := a.idle
-	a.mu.Unlock()
-	select {
-	case <-idle:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

@@ -98,9 +98,9 @@ func (n *Namespace) roomChanged(kind roomChange, room, id string) {
 			"nsp", n.name, "change", kind.String(), "room", room, "sid", id, "pending", maxPendingRoomEvents)
 		return
 	}
-	n.srv.busy.add()
+	n.srv.busy.Add()
 	n.roomQueue.push(func() {
-		defer n.srv.busy.done()
+		defer n.srv.busy.Done()
 		defer n.roomPending.Add(-1)
 		n.mu.Lock()
 		r := n.rooms

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sockstream/sockstream/internal/inflight"
 	"log/slog"
 	"net"
 	"net/http"
@@ -57,7 +58,7 @@ type Server struct {
 	engineObs atomic.Pointer[engineObserver]
 
 	// busy counts handler goroutines and disconnections in flight.
-	busy activity
+	busy inflight.Group
 	// hookLogAt is when a dropped hook notification was last logged (Unix
 	// ns): at most one line a second.
 	hookLogAt atomic.Int64
@@ -408,7 +409,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("close connections: %w", err))
 	}
 	// Let the disconnect handlers (and the handlers still running) finish.
-	if err := s.busy.wait(ctx); err != nil {
+	if err := s.busy.Wait(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("wait for handlers: %w", err))
 	}
 	for _, hs := range servers {

@@ -269,18 +269,18 @@ func (s *Socket) onclose(reason string) {
 	// ahead of them in the queue may wait on it (EmitWithAck).
 	s.cancelContext()
 	if len(disconnecting) > 0 {
-		n.srv.busy.add()
+		n.srv.busy.Add()
 		s.queue.push(func() {
-			defer n.srv.busy.done()
+			defer n.srv.busy.Done()
 			defer s.endDisconnecting()
 			for _, h := range disconnecting {
 				h(reason)
 			}
 		})
 	}
-	n.srv.busy.add()
+	n.srv.busy.Add()
 	s.queue.push(func() {
-		defer n.srv.busy.done()
+		defer n.srv.busy.Done()
 		// After the handlers (deferred: even if one panics), this
 		// socket's and those of every other socket that left: the
 		// namespace is removed only then (Node closes the adapter before

@@ -138,9 +138,9 @@ func (s *Socket) notifyOutgoing(data []any) {
 	// kept), or the application's arguments to Emit, which it may change
 	// once Emit has returned; the handlers run later.
 	e := &Event{Name: name, Args: copyArgs(data[1:])}
-	s.nsp.srv.busy.add()
+	s.nsp.srv.busy.Add()
 	s.queue.push(func() {
-		defer s.nsp.srv.busy.done()
+		defer s.nsp.srv.busy.Done()
 		defer hk.outPending.Add(-1)
 		for _, h := range hs {
 			h(e)

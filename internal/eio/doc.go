@@ -50,7 +50,7 @@
 //     call; it waits for an OnMessage in progress (the session's inMu).
 //
 // Readers, flushers, OnClose deliveries and timer callbacks are counted by
-// the server's tracker, and Server.Close waits for them.
+// the server's in-flight group (track), and Server.Close waits for them.
 //
 // # Ordering
 //

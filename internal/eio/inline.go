@@ -157,7 +157,7 @@ func (s *Session) flushHeld(now time.Time) {
 		rest := append([]byte(nil), buf[w:]...)
 		putBuffer(bp)
 		s.mu.Unlock()
-		s.srv.track.goFunc(func() { s.flushRest(rest, counted) })
+		s.srv.track.Go(func() { s.flushRest(rest, counted) })
 	default:
 		s.queued -= counted
 		s.flushing = false

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/sockstream/sockstream/internal/inflight"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -41,7 +42,7 @@ type Server struct {
 	opts   Options
 	accept func(*Session) Handler
 	log    *slog.Logger
-	track  tracker
+	track  inflight.Group
 
 	count atomic.Int64 // open sessions
 
@@ -108,7 +109,7 @@ func (srv *Server) Close(ctx context.Context) error {
 		s.finishLingerLocked()
 		s.mu.Unlock()
 	}
-	return srv.track.wait(ctx)
+	return srv.track.Wait(ctx)
 }
 
 // sessionEnded counts a session out.
@@ -380,15 +381,15 @@ func (srv *Server) newSessionQuery(r *http.Request, _ url.Values, transport stri
 
 // register makes s known and open, with its heartbeat armed, unless the
 // server closed (then s ends at once, "forced close"). extra goroutines are
-// reserved on the tracker for the caller to start. It reports whether s is
-// open.
+// reserved on the in-flight group (track) for the caller to start. It
+// reports whether s is open.
 func (srv *Server) register(s *Session, h Handler, extra int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.h = h
 	if s.ended {
 		// Closed by accept itself (Session.Close): its OnClose is owed.
-		srv.track.goFunc(s.notifyClose)
+		srv.track.Go(s.notifyClose)
 		return false
 	}
 	s.counted = true
@@ -404,7 +405,7 @@ func (srv *Server) register(s *Session, h Handler, extra int) bool {
 	}
 	srv.sessions[s.id] = s
 	for range extra {
-		srv.track.add()
+		srv.track.Add()
 	}
 	srv.mu.Unlock()
 	srv.opts.Metrics.addOut(1, s.queued)

@@ -242,7 +242,7 @@ func (s *Session) kickLocked() {
 	case s.transport == WebSocket && s.ws != nil:
 		if !s.flushing {
 			s.flushing = true
-			s.srv.track.goFunc(s.flushLoop)
+			s.srv.track.Go(s.flushLoop)
 		}
 	case s.poll != nil:
 		s.poll.signal()
@@ -347,7 +347,7 @@ func (s *Session) endWithLocked(reason string, mode int, frame *Message) {
 	}
 	s.rearmLocked()
 	if s.h != nil {
-		s.srv.track.goFunc(s.notifyClose)
+		s.srv.track.Go(s.notifyClose)
 	} // else closed by accept itself: register owes OnClose
 }
 
@@ -441,8 +441,8 @@ func (s *Session) rearmLocked() {
 // the timer for what is next. A run after a Reset (the timer fired as it was
 // being moved) finds nothing due.
 func (s *Session) onTimer() {
-	s.srv.track.add()
-	defer s.srv.track.done()
+	s.srv.track.Add()
+	defer s.srv.track.Done()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := dueIn(0)

@@ -179,7 +179,7 @@ func (srv *Server) upgradeSession(w http.ResponseWriter, r *http.Request, s *Ses
 		s.probe = c
 		s.upDue = time.Now().Add(srv.opts.UpgradeTimeout)
 		s.rearmLocked()
-		srv.track.add() // the reader's, started below
+		srv.track.Add() // the reader's, started below
 	}
 	s.mu.Unlock()
 	if !ok {
@@ -199,7 +199,7 @@ func (srv *Server) upgradeSession(w http.ResponseWriter, r *http.Request, s *Ses
 		}
 		s.mu.Unlock()
 		_ = c.conn.Close()
-		srv.track.done()
+		srv.track.Done()
 		return
 	}
 	go c.runReader(s)

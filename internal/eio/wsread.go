@@ -31,10 +31,10 @@ type peerClose struct{ code uint16 }
 
 func (peerClose) Error() string { return "eio: websocket: close frame received" }
 
-// runReader is the reader goroutine of c: one reservation of the tracker
-// (taken by who starts it) is released when it returns.
+// runReader is the reader goroutine of c: one reservation of the in-flight
+// group (track), taken by who starts it, is released when it returns.
 func (c *wsConn) runReader(s *Session) {
-	defer s.srv.track.done()
+	defer s.srv.track.Done()
 	c.readLoop(s)
 }
 
@@ -63,7 +63,7 @@ func (c *wsConn) readLoop(s *Session) {
 			// The stack was copied to a larger one (or shrunk by a GC):
 			// a fresh goroutine takes over, this one returns at once (its
 			// grown stack is freed when it exits).
-			s.srv.track.add()
+			s.srv.track.Add()
 			readerHandovers.Add(1)
 			go c.runReader(s)
 			return
