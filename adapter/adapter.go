@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sockstream/sockstream/internal/lograte"
 	"log/slog"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -89,7 +89,7 @@ type NamespaceAdapter struct {
 	spawnClosed bool
 	wg          sync.WaitGroup
 
-	lastWarn oncePerSecond // of warnLimited
+	lastWarn lograte.OncePerSecond // of warnLimited
 
 	sessions sessionState // connection state recovery handovers (session.go)
 }
@@ -375,21 +375,9 @@ func (a *NamespaceAdapter) publishError(t MessageType, err error) error {
 // outage must not turn every broadcast into a log line (the counters have
 // the full story).
 func (a *NamespaceAdapter) warnLimited(msg string, args ...any) {
-	if a.lastWarn.allow() {
+	if a.lastWarn.Allow() {
 		a.log.Warn(msg, args...)
 	}
-}
-
-// oncePerSecond lets one caller through per second: the rate limit of
-// the warnings that an outage would otherwise repeat for every message.
-type oncePerSecond struct {
-	last atomic.Int64 // unix nanos of the last call let through
-}
-
-func (o *oncePerSecond) allow() bool {
-	now := time.Now().UnixNano()
-	last := o.last.Load()
-	return now-last >= int64(time.Second) && o.last.CompareAndSwap(last, now)
 }
 
 func (a *NamespaceAdapter) recoverPanic(where string) {

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"github.com/sockstream/sockstream/internal/lograte"
 	"log/slog"
 	"sync"
 	"time"
@@ -45,7 +46,7 @@ type Builder struct {
 	beating map[*NamespaceAdapter]struct{}
 	sent    *sync.Cond // on mu: beating lost members
 
-	lastWarn oncePerSecond // of warnLimited
+	lastWarn lograte.OncePerSecond // of warnLimited
 }
 
 // liveness is a run of the Builder's two liveness goroutines.
@@ -294,7 +295,7 @@ func (b *Builder) liveAdapters() []*NamespaceAdapter {
 // with thousands of namespaces, one line stands for all of them (the
 // counters have the details).
 func (b *Builder) warnLimited(msg string, args ...any) {
-	if b.lastWarn.allow() {
+	if b.lastWarn.Allow() {
 		b.log.Warn(msg, args...)
 	}
 }

@@ -1,17 +1,12 @@
 package server
 
-import "time"
-
 // hookDropped counts a notification for slow handlers dropped (hook is
 // "outgoing" or "room") and logs it, at most once a second.
 func (s *Server) hookDropped(hook, msg string, args ...any) {
 	s.metrics.hookDrops.WithLabelValues(hook).Inc()
-	now := time.Now().UnixNano()
-	last := s.hookLogAt.Load()
-	if now-last < int64(time.Second) || !s.hookLogAt.CompareAndSwap(last, now) {
-		return
+	if s.hookLog.Allow() {
+		s.log.Warn(msg, args...)
 	}
-	s.log.Warn(msg, args...)
 }
 
 // volatileDropped counts n volatile packets of namespace nsp not written
@@ -19,10 +14,7 @@ func (s *Server) hookDropped(hook, msg string, args ...any) {
 // volatile means, not a fault).
 func (s *Server) volatileDropped(nsp string, n int) {
 	s.metrics.volatileDrops.Add(float64(n))
-	now := time.Now().UnixNano()
-	last := s.volatileLogAt.Load()
-	if now-last < int64(time.Second) || !s.volatileLogAt.CompareAndSwap(last, now) {
-		return
+	if s.volatileLog.Allow() {
+		s.log.Debug("volatile packets dropped for clients that were busy", "nsp", nsp, "dropped", n)
 	}
-	s.log.Debug("volatile packets dropped for clients that were busy", "nsp", nsp, "dropped", n)
 }

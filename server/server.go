@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/sockstream/sockstream/internal/inflight"
+	"github.com/sockstream/sockstream/internal/lograte"
 	"log/slog"
 	"net"
 	"net/http"
@@ -59,11 +60,9 @@ type Server struct {
 
 	// busy counts handler goroutines and disconnections in flight.
 	busy inflight.Group
-	// hookLogAt is when a dropped hook notification was last logged (Unix
-	// ns): at most one line a second.
-	hookLogAt atomic.Int64
-	// volatileLogAt is when dropped volatile packets were last logged.
-	volatileLogAt atomic.Int64
+	// hookLog and volatileLog limit the lines about dropped hook
+	// notifications and volatile packets to one a second each.
+	hookLog, volatileLog lograte.OncePerSecond
 	// httpHooks are the HTTP layer's handlers (http_hooks.go).
 	httpHooks hookSet
 
