@@ -219,7 +219,7 @@ func (c *client) write(t siocodec.Type, nsp string, id *uint64, data any) error 
 }
 
 // writeFlagged is write of an EVENT with the flags of Socket.Volatile and
-// Socket.Compress: with noCompress its messages go uncompressed over
+// Socket.Compress (none: exactly write): with noCompress its messages go uncompressed over
 // per-message deflate; a volatile one is dropped, counted and not sent
 // (sent false, no error) when the transport cannot take it at once, as
 // Node's client.writeToEngine drops it.

@@ -453,15 +453,8 @@ func (s *Socket) emit(event string, args []any, id *uint64, f emitFlags) error {
 		return s.nsp.adapter.Broadcast(&adapter.Packet{Type: int(siocodec.Event), Data: data, ID: id},
 			adapter.Options{Rooms: []string{s.id}, Except: []string{}, Flags: f.adapterFlags()})
 	}
-	if f == (emitFlags{}) {
-		if err := s.client.write(siocodec.Event, s.nsp.name, id, data); err != nil {
-			return err
-		}
-	} else {
-		sent, err := s.client.writeFlagged(s.nsp.name, id, data, f)
-		if err != nil || !sent {
-			return err
-		}
+	if sent, err := s.client.writeFlagged(s.nsp.name, id, data, f); err != nil || !sent {
+		return err
 	}
 	s.notifyOutgoing(data)
 	return nil
