@@ -47,11 +47,7 @@ func (n *Namespace) release() {
 	if !empty {
 		return
 	}
-	n.srv.busy.Add() // Shutdown waits for the adapter's close
-	go func() {
-		defer n.srv.busy.Done()
-		n.removeIfEmpty()
-	}()
+	n.srv.busy.Go(n.removeIfEmpty) // Shutdown waits for the adapter's close
 }
 
 // idleLocked reports whether n has no socket, no connection under way and
