@@ -294,14 +294,10 @@ func (a *NamespaceAdapter) process(items []*outItem) {
 		for _, it := range items {
 			offset := ""
 			if it.msg != nil {
-				var err error
-				if j < len(results) {
-					offset, err = results[j].Offset, results[j].Err
-				} else {
-					err = errors.New("transport returned fewer results than messages")
-				}
+				r := batchResult(results, j)
 				j++
-				a.published(it, err)
+				offset = r.Offset
+				a.published(it, r.Err)
 			}
 			a.runLocal(it, offset)
 		}

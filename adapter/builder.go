@@ -248,11 +248,7 @@ func (b *Builder) publishBeats(ctx context.Context, as []*NamespaceAdapter) []er
 	if b.batcher != nil {
 		res := b.batcher.PublishBatch(ctx, msgs)
 		for i := range errs {
-			if i < len(res) {
-				errs[i] = res[i].Err
-			} else {
-				errs[i] = errors.New("transport returned fewer results than messages")
-			}
+			errs[i] = batchResult(res, i).Err
 		}
 		return errs
 	}

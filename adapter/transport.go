@@ -1,6 +1,9 @@
 package adapter
 
-import "context"
+import (
+	"context"
+	"errors"
+)
 
 // Transport carries cluster messages between the nodes of a cluster. The
 // adapter knows nothing of Redis: cluster.Transport is the Redis Streams
@@ -86,4 +89,16 @@ type BatchPublisher interface {
 type PublishResult struct {
 	Offset string
 	Err    error
+}
+
+// errShortBatch: a BatchPublisher returned fewer results than messages.
+var errShortBatch = errors.New("adapter: transport returned fewer results than messages")
+
+// batchResult is the result of the i-th message of a PublishBatch that
+// returned res; one the transport left out is an error.
+func batchResult(res []PublishResult, i int) PublishResult {
+	if i < len(res) {
+		return res[i]
+	}
+	return PublishResult{Err: errShortBatch}
 }
