@@ -114,9 +114,10 @@ func (ln *limitListener) Accept() (net.Conn, error) {
 		lc.overCap = true
 		l.startLimited(n)
 		if l.over.Add(1) > l.overflow {
-			// Close counts it out.
-			_ = lc.Close()
+			// Counted before the close, so that whoever sees the
+			// connection end also sees the refusal; Close counts it out.
 			l.refuse(refusedOverflow)
+			_ = lc.Close()
 			continue
 		}
 		lc.end = time.Now().Add(overCapLife)
@@ -187,10 +188,11 @@ func (c *limitConn) SetDeadline(t time.Time) error      { return c.Conn.SetDeadl
 func (c *limitConn) SetReadDeadline(t time.Time) error  { return c.Conn.SetReadDeadline(c.clamp(t)) }
 func (c *limitConn) SetWriteDeadline(t time.Time) error { return c.Conn.SetWriteDeadline(c.clamp(t)) }
 
+// Close counts the connection out before closing it, so that the place is
+// free by the time the peer sees the end.
 func (c *limitConn) Close() error {
-	err := c.Conn.Close()
 	c.once.Do(func() { c.l.closed(c.overCap) })
-	return err
+	return c.Conn.Close()
 }
 
 type overCapKey struct{}
