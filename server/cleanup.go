@@ -99,6 +99,10 @@ func (n *Namespace) removeIfEmpty() {
 	n.mu.Unlock()
 	if drop && s.nsps[n.name] == n {
 		delete(s.nsps, n.name)
+		// Its series go with it, so that short-lived dynamic namespaces
+		// do not grow /metrics without bound. Under nspMu: a namespace of
+		// the same name created again starts its series afterwards.
+		s.metrics.forget(n.name)
 	}
 	removed := s.onNspRemoved
 	s.nspMu.Unlock()

@@ -63,6 +63,18 @@ func (d *dynServer) namespaces(name string) []*server.Namespace {
 	return slices.Clone(d.created[name])
 }
 
+// noSeries fails if the server still exports a series of its own for the
+// namespace name (removed namespaces take their series with them).
+func (d *dynServer) noSeries(t *testing.T, name string) {
+	t.Helper()
+	for _, m := range []string{"sockstream_connected_sockets", "sockstream_connections_total",
+		"sockstream_disconnections_total", "sockstream_socket_emits_total"} {
+		if _, ok := gatheredOK(t, d.Srv.Registry(), m, "namespace", name); ok {
+			t.Errorf("%s{namespace=%q} still exported after the namespace was removed", m, name)
+		}
+	}
+}
+
 // hasAdapter reports whether the adapter of namespace name is open: the
 // adapter reports its peers from its start to the end of its Close.
 func (d *dynServer) hasAdapter(t testing.TB, name string) bool {
@@ -136,6 +148,7 @@ func TestCleanupEmptyChildNamespaces(t *testing.T) {
 	if n := d.dyn.LocalSocketCount(); n != 0 {
 		t.Errorf("parent counts %d sockets", n)
 	}
+	d.noSeries(t, "/dyn-1")
 	noNewGoroutines(t, before)
 
 	// A refused connection leaves nothing behind.
@@ -161,8 +174,14 @@ func TestCleanupEmptyChildNamespaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Wait(t, "two of a", waitFor, siotest.IsEventFor("a", "two"))
+	// The new namespace's series start again.
+	if v, ok := gatheredOK(t, d.Srv.Registry(), "sockstream_connections_total", "namespace", "/dyn-1"); !ok || v != 1 {
+		t.Errorf("connections of the new /dyn-1 = %v (present %v), want 1", v, ok)
+	}
 	c.Disconnect(t, "a")
 	siotest.Eventually(t, waitFor, "/dyn-1 removed again", func() bool { return !d.has("/dyn-1") && !d.hasAdapter(t, "/dyn-1") })
+	d.noSeries(t, "/dyn-1")
+	d.noSeries(t, "/dyn-2")
 	noNewGoroutines(t, before)
 }
 

@@ -188,10 +188,11 @@ type Config struct {
 	// to the name again gets a new namespace (the OnNewNamespace handlers
 	// run again). A *Namespace kept from before serves no client any more.
 	// It bounds what a server serving many short-lived dynamic namespaces
-	// keeps (the namespace, its adapter and its Redis subscriptions; the
-	// Prometheus series labelled with a namespace's name stay, as for any
-	// name seen). Node's cleanupEmptyChildNamespaces; default false, as in Node:
-	// a child namespace stays once created.
+	// keeps: the namespace, its adapter, its Redis subscriptions and its
+	// Prometheus series (those labelled with its name are deleted with it;
+	// a namespace created again under the name starts them from zero).
+	// Node's cleanupEmptyChildNamespaces; default false, as in Node: a
+	// child namespace stays once created.
 	CleanupEmptyChildNamespaces bool
 
 	// Recovery configures connection state recovery. Off by default.

@@ -99,6 +99,16 @@ func (m *serverMetrics) socketConnected(nsp string) {
 	m.connections.WithLabelValues(nsp).Inc()
 }
 
+// forget deletes the series of a namespace removed (see
+// Config.CleanupEmptyChildNamespaces).
+func (m *serverMetrics) forget(nsp string) {
+	l := prometheus.Labels{"namespace": nsp}
+	m.connected.DeletePartialMatch(l)
+	m.connections.DeletePartialMatch(l)
+	m.disconnects.DeletePartialMatch(l)
+	m.emits.DeletePartialMatch(l)
+}
+
 func (m *serverMetrics) socketDisconnected(nsp, reason string) {
 	if !knownReasons[reason] {
 		reason = "other"
