@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"slices"
+	"sync"
 
 	"github.com/sockstream/sockstream/adapter"
 )
@@ -33,21 +34,65 @@ func (n *Namespace) reserve() {
 }
 
 // release ends what lookup reserved; the namespace is removed if that
-// leaves it empty. It closes the adapter on a goroutine of its own: the
-// caller may be a client's reading goroutine, which must not wait for
-// Redis.
+// leaves it empty. The caller may be a client's reading goroutine, which
+// must not wait for Redis: the removal is queued for the server's remover.
 func (n *Namespace) release() {
 	if !n.cleanupEnabled() {
 		return
 	}
 	n.mu.Lock()
 	n.joining--
-	empty := n.idleLocked() && !n.removed
-	n.mu.Unlock()
-	if !empty {
-		return
+	empty := n.idleLocked() && !n.removed && !n.queued
+	if empty {
+		n.queued = true
 	}
-	n.srv.busy.Go(n.removeIfEmpty) // Shutdown waits for the adapter's close
+	n.mu.Unlock()
+	if empty {
+		n.srv.removals.push(n)
+	}
+}
+
+// removalQueue holds the children to remove off a client's goroutine. One
+// goroutine, started with the first and gone with the last, removes them
+// in turn, so that connections refused in a burst cost one goroutine, not
+// one each. The queue holds at most one entry per namespace (n.queued),
+// each a namespace the server holds anyway: it grows only with them.
+type removalQueue struct {
+	mu      sync.Mutex
+	pending []*Namespace
+	running bool
+}
+
+func (q *removalQueue) push(n *Namespace) {
+	q.mu.Lock()
+	q.pending = append(q.pending, n)
+	start := !q.running
+	q.running = true
+	q.mu.Unlock()
+	if start {
+		n.srv.busy.Go(q.drain) // Shutdown waits for the adapters' close
+	}
+}
+
+// drain removes the queued namespaces until there are none.
+func (q *removalQueue) drain() {
+	for {
+		q.mu.Lock()
+		if len(q.pending) == 0 {
+			q.pending = nil
+			q.running = false
+			q.mu.Unlock()
+			return
+		}
+		n := q.pending[0]
+		q.pending[0] = nil
+		q.pending = q.pending[1:]
+		q.mu.Unlock()
+		n.mu.Lock()
+		n.queued = false
+		n.mu.Unlock()
+		n.removeIfEmpty()
+	}
 }
 
 // idleLocked reports whether n has no socket, no connection under way and

@@ -230,6 +230,32 @@ func TestCleanupEmptyChildNamespacesJoining(t *testing.T) {
 	siotest.Eventually(t, waitFor, "/dyn-1 removed", func() bool { return !d.has("/dyn-1") && !d.hasAdapter(t, "/dyn-1") })
 }
 
+// TestCleanupRefusedBurst: connections refused in a burst, each to a child
+// of its own, leave no namespace, adapter or series behind once the
+// server's remover has gone through them.
+func TestCleanupRefusedBurst(t *testing.T) {
+	t.Parallel()
+	d := startDynServer(t, "n0", server.Config{CleanupEmptyChildNamespaces: true})
+	c := siotest.StartClients(t)
+	const n = 40
+	for i := range n {
+		c.Do(t, map[string]any{"cmd": "connect", "id": fmt.Sprint("x", i), "url": fmt.Sprint(d.URL, "/dyn-", i),
+			"auth": map[string]any{"deny": true}})
+	}
+	refused := c.WaitN(t, "refusals", n, waitFor, func(ev siotest.Event) bool { return ev.Type == "connect_error" })
+	if len(refused) != n {
+		t.Fatalf("%d refusals, want %d", len(refused), n)
+	}
+	for i := range n {
+		name := fmt.Sprint("/dyn-", i)
+		if len(d.namespaces(name)) != 1 {
+			t.Fatalf("%s created %d times, want 1", name, len(d.namespaces(name)))
+		}
+		siotest.Eventually(t, waitFor, name+" removed", func() bool { return !d.has(name) && !d.hasAdapter(t, name) })
+		d.noSeries(t, name)
+	}
+}
+
 // TestChildNamespacesKeptByDefault: without CleanupEmptyChildNamespaces
 // (Node's default) a child stays once its sockets are gone.
 func TestChildNamespacesKeptByDefault(t *testing.T) {

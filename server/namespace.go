@@ -38,12 +38,13 @@ type Namespace struct {
 	parent *Namespace
 	// joining counts the connections to this child under way (lookup to
 	// release), leaving the sockets gone from sockets whose disconnect
-	// handlers have not run yet, and removed says it was dropped as empty
-	// (cleanup.go); guarded by mu, used only with
-	// Config.CleanupEmptyChildNamespaces.
+	// handlers have not run yet, removed says it was dropped as empty
+	// (cleanup.go) and queued that it waits in the server's removal queue;
+	// guarded by mu, used only with Config.CleanupEmptyChildNamespaces.
 	joining int
 	leaving int
 	removed bool
+	queued  bool
 
 	ackIDs atomic.Uint64 // ack ids of emits and broadcasts with acks
 	// outgoing counts the connected sockets with OnAnyOutgoing handlers:

@@ -60,6 +60,10 @@ type Server struct {
 
 	// busy counts handler goroutines and disconnections in flight.
 	busy inflight.Group
+	// removals are the children a refused or abandoned connection left
+	// empty, removed in turn by one goroutine that exists while there are
+	// some (cleanup.go).
+	removals removalQueue
 	// hookLog and volatileLog limit the lines about dropped hook
 	// notifications and volatile packets to one a second each.
 	hookLog, volatileLog lograte.OncePerSecond
