@@ -219,14 +219,14 @@ func (c *client) write(t siocodec.Type, nsp string, id *uint64, data any) error 
 }
 
 // writeFlagged is write of an EVENT with the flags of Socket.Volatile and
-// Socket.Compress (none: exactly write): with noCompress its messages go uncompressed over
-// per-message deflate; a volatile one is dropped, counted and not sent
-// (sent false, no error) when the transport cannot take it at once, as
-// Node's client.writeToEngine drops it.
-func (c *client) writeFlagged(nsp string, id *uint64, data any, f emitFlags) (sent bool, err error) {
+// Socket.Compress (none: exactly write): with noCompress its messages go
+// uncompressed over per-message deflate; a volatile one is dropped, counted
+// and not sent, without error, when the transport cannot take it at once,
+// as Node's client.writeToEngine drops it.
+func (c *client) writeFlagged(nsp string, id *uint64, data any, f emitFlags) error {
 	msgs, err := c.srv.encode(siocodec.Event, nsp, id, data)
 	if err != nil {
-		return false, err
+		return err
 	}
 	if f.noCompress {
 		for _, m := range msgs {
@@ -234,17 +234,17 @@ func (c *client) writeFlagged(nsp string, id *uint64, data any, f emitFlags) (se
 		}
 	}
 	if !f.volatile {
-		return true, c.send(msgs)
+		return c.send(msgs)
 	}
 	err = c.sess.SendVolatile(nil, msgs...)
 	switch {
 	case errors.Is(err, eio.ErrNotWritable):
 		c.srv.volatileDropped(nsp, 1)
-		return false, nil
+		return nil
 	case err != nil && !errors.Is(err, eio.ErrClosed) && !errors.Is(err, eio.ErrSlowConsumer):
 		c.srv.log.Warn("write to a client failed", "sid", c.sess.ID(), "err", err)
 	}
-	return err == nil, err
+	return err
 }
 
 // encode encodes one packet in the server's parser format (Config.Parser)

@@ -453,7 +453,10 @@ func (s *Socket) emit(event string, args []any, id *uint64, f emitFlags) error {
 		return s.nsp.adapter.Broadcast(&adapter.Packet{Type: int(siocodec.Event), Data: data, ID: id},
 			adapter.Options{Rooms: []string{s.id}, Except: []string{}, Flags: f.adapterFlags()})
 	}
-	if sent, err := s.client.writeFlagged(s.nsp.name, id, data, f); err != nil || !sent {
+	// A volatile event dropped for a busy client is still told to the
+	// outgoing listeners, as Node's Socket.emit and its adapter (the path
+	// with recovery) tell them of every event they pass on.
+	if err := s.client.writeFlagged(s.nsp.name, id, data, f); err != nil {
 		return err
 	}
 	s.notifyOutgoing(data)

@@ -28,7 +28,18 @@ func TestSocketVolatile(t *testing.T) {
 	// end the connection while the proxy holds it.
 	srv := siotest.StartServer(t, "n0", server.Config{MaxBufferedBytes: 128 << 20, WriteTimeout: time.Minute})
 	socks := make(chan *server.Socket, 1)
+	var (
+		heardMu sync.Mutex
+		heard   []int // the "vol" events the outgoing listener heard of
+	)
 	srv.Srv.OnConnection(func(s *server.Socket) {
+		s.OnAnyOutgoing(func(e *server.Event) {
+			if e.Name == "vol" {
+				heardMu.Lock()
+				heard = append(heard, e.Args[0].(int))
+				heardMu.Unlock()
+			}
+		})
 		s.On("go", func(e *server.Event) {
 			_ = s.Volatile().Emit("hello", e.Args...)
 			_ = s.Emit("mark", e.Args...)
@@ -91,6 +102,18 @@ func TestSocketVolatile(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("volatile events received %v, want %v (the last of %d dropped)", got, want, vols)
 	}
+	// The outgoing listener heard of every one, the dropped one included,
+	// as Node's Socket.emit tells its listeners.
+	siotest.Eventually(t, waitFor, "the outgoing listener told of every volatile event", func() bool {
+		heardMu.Lock()
+		defer heardMu.Unlock()
+		return len(heard) == vols
+	})
+	heardMu.Lock()
+	if !slices.IsSorted(heard) || heard[len(heard)-1] != vols-1 {
+		t.Errorf("outgoing listener heard %v, want 0..%d", heard, vols-1)
+	}
+	heardMu.Unlock()
 	var gotBig []int
 	for _, ev := range c.Filter(siotest.IsEventFor("v", "big")) {
 		gotBig = append(gotBig, int(ev.Args[0].(float64)))

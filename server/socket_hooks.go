@@ -50,7 +50,9 @@ func (s *Socket) OffAny() {
 // (Server, Namespace and Broadcast Emit and EmitWithAck, from this node or
 // another), as Node's adapter notifies them. e.Name and e.Args are the
 // event and its arguments (with connection state recovery, a broadcast's
-// arguments end with its offset, as in Node); e.Ack does nothing.
+// arguments end with its offset, as in Node); e.Ack does nothing. As in
+// Node, a volatile event dropped for a busy client is told too: the
+// handlers hear of what was emitted, not of what the client received.
 //
 // The handlers run on the socket's handler goroutine, in order with its
 // other handlers, after the event was queued for the client (Node runs
