@@ -45,22 +45,34 @@ func (srv *Server) handshakePolling(w http.ResponseWriter, r *http.Request) {
 	s.servePoll(w, r)
 }
 
-// servePoll answers a long-polling GET: at once with what is queued, else
-// once something is (a message, a PING, the close packet), or with a noop
-// during an upgrade.
-func (s *Session) servePoll(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
+// refuseLocked answers a polling request for a session that does not
+// poll (any more): 400 TRANSPORT_MISMATCH once upgraded, unknown sid once
+// ended. Called holding s.mu; when it answers, it has released it and
+// reports true.
+func (s *Session) refuseLocked(w http.ResponseWriter, r *http.Request) bool {
 	s.expireLocked()
 	switch {
 	case s.transport != Polling:
 		s.mu.Unlock()
 		s.srv.refuse(w, r, false, codeBadRequest, "", map[string]any{"name": "TRANSPORT_MISMATCH", "transport": Polling, "previousTransport": WebSocket})
-		return
+		return true
 	case s.ended && !s.lingering:
 		s.mu.Unlock()
 		s.srv.refuse(w, r, false, codeUnknownSID, "", map[string]any{"sid": s.id})
+		return true
+	}
+	return false
+}
+
+// servePoll answers a long-polling GET: at once with what is queued, else
+// once something is (a message, a PING, the close packet), or with a noop
+// during an upgrade.
+func (s *Session) servePoll(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	if s.refuseLocked(w, r) {
 		return
-	case s.poll != nil:
+	}
+	if s.poll != nil {
 		// Node: "overlap from client"; the pending GET gets the close
 		// packet.
 		s.endLocked(ReasonTransportError, endDrop)
@@ -264,17 +276,10 @@ func putBuffer(bp *[]byte) {
 // servePost reads a POST's payload and hands its packets to the session.
 func (s *Session) servePost(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
-	s.expireLocked()
-	switch {
-	case s.transport != Polling:
-		s.mu.Unlock()
-		s.srv.refuse(w, r, false, codeBadRequest, "", map[string]any{"name": "TRANSPORT_MISMATCH", "transport": Polling, "previousTransport": WebSocket})
+	if s.refuseLocked(w, r) {
 		return
-	case s.ended && !s.lingering:
-		s.mu.Unlock()
-		s.srv.refuse(w, r, false, codeUnknownSID, "", map[string]any{"sid": s.id})
-		return
-	case s.posting:
+	}
+	if s.posting {
 		// Node: "data request overlap from client".
 		s.endLocked(ReasonTransportError, endDrop)
 		s.mu.Unlock()
