@@ -443,29 +443,23 @@ func (c Config) Validate() error {
 			return bad(d.name, "%s is below the 1ms resolution of the protocol", d.v)
 		}
 	}
-	if c.MaxPayload < 0 {
-		return bad("max-payload", "%d is negative", c.MaxPayload)
+	sizes := []struct {
+		name string
+		v    int64
+	}{
+		{"max-payload", c.MaxPayload},
+		{"max-buffered-bytes", int64(c.MaxBufferedBytes)},
+		{"max-attachments", int64(c.MaxAttachments)},
+		{"max-pending-event-bytes", c.MaxPendingEventBytes},
+		{"max-attachment-bytes", c.MaxAttachmentBytes},
+		{"max-header-bytes", int64(c.MaxHeaderBytes)},
+		{"http-compression-threshold", int64(c.HTTPCompressionThreshold)},
+		{"per-message-deflate-threshold", int64(c.PerMessageDeflateThreshold)},
 	}
-	if c.MaxBufferedBytes < 0 {
-		return bad("max-buffered-bytes", "%d is negative", c.MaxBufferedBytes)
-	}
-	if c.MaxAttachments < 0 {
-		return bad("max-attachments", "%d is negative", c.MaxAttachments)
-	}
-	if c.MaxPendingEventBytes < 0 {
-		return bad("max-pending-event-bytes", "%d is negative", c.MaxPendingEventBytes)
-	}
-	if c.MaxAttachmentBytes < 0 {
-		return bad("max-attachment-bytes", "%d is negative", c.MaxAttachmentBytes)
-	}
-	if c.MaxHeaderBytes < 0 {
-		return bad("max-header-bytes", "%d is negative", c.MaxHeaderBytes)
-	}
-	if c.HTTPCompressionThreshold < 0 {
-		return bad("http-compression-threshold", "%d is negative", c.HTTPCompressionThreshold)
-	}
-	if c.PerMessageDeflateThreshold < 0 {
-		return bad("per-message-deflate-threshold", "%d is negative", c.PerMessageDeflateThreshold)
+	for _, n := range sizes {
+		if n.v < 0 {
+			return bad(n.name, "%d is negative", n.v)
+		}
 	}
 	if c.Cookie != nil {
 		if err := c.Cookie.validate(); err != nil {
