@@ -6,7 +6,7 @@ import (
 )
 
 // TestLimitConnTCPConn: the connection limit's wrapper passes its TCP
-// connection through (for the engine's vectored writes), and nothing for
+// connection through (for the engine's inline and vectored writes), and nothing for
 // a connection that is not TCP.
 func TestLimitConnTCPConn(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

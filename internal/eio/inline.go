@@ -2,6 +2,7 @@ package eio
 
 import (
 	"errors"
+	"net"
 	"sync"
 	"syscall"
 	"time"
@@ -22,22 +23,18 @@ import (
 // queue is left to the flusher (which writes big frames without copying).
 const maxInline = maxPooledBuffer
 
-// rawConner is implemented by connections that expose their descriptor
-// (net.TCPConn, net.UnixConn, and wrappers that pass it through).
-type rawConner interface {
-	SyscallConn() (syscall.RawConn, error)
-}
-
-// rawOf returns conn's raw descriptor, nil if it has none.
-func rawOf(conn any) syscall.RawConn {
+// rawOf returns the raw descriptor of the TCP connection conn writes to
+// (tcpOf: net.TCPConn, or a wrapper that passes it through), nil if none
+// (TLS, a pipe).
+func rawOf(conn net.Conn) syscall.RawConn {
 	if !inlineWrites {
 		return nil
 	}
-	sc, ok := conn.(rawConner)
-	if !ok {
+	tc := tcpOf(conn)
+	if tc == nil {
 		return nil
 	}
-	raw, err := sc.SyscallConn()
+	raw, err := tc.SyscallConn()
 	if err != nil {
 		return nil
 	}

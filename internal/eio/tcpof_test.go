@@ -36,8 +36,9 @@ type wrappedTCP struct{ net.Conn }
 
 func (w wrappedTCP) TCPConn() *net.TCPConn { tc, _ := w.Conn.(*net.TCPConn); return tc }
 
-// TestTCPOf: large batches go out with one writev(2) on a TCP connection,
-// bare or under a wrapper that passes it through, never on anything else.
+// TestTCPOf: large batches go out with one writev(2), and inline writes go
+// to the descriptor, on a TCP connection, bare or under a wrapper that
+// passes it through, never on anything else.
 func TestTCPOf(t *testing.T) {
 	a, _ := tcpPair(t)
 	if tcpOf(a) != a {
@@ -51,5 +52,11 @@ func TestTCPOf(t *testing.T) {
 	defer q.Close()
 	if tcpOf(p) != nil || tcpOf(wrappedTCP{p}) != nil {
 		t.Fatal("tcpOf found a TCP connection in a pipe")
+	}
+	if inlineWrites && (rawOf(a) == nil || rawOf(wrappedTCP{a}) == nil) {
+		t.Fatal("no descriptor for inline writes on a TCP connection")
+	}
+	if rawOf(p) != nil || rawOf(wrappedTCP{p}) != nil {
+		t.Fatal("rawOf found a descriptor in a pipe")
 	}
 }
