@@ -127,42 +127,18 @@ type Options struct {
 // Default* constants, slog.Default() for Logger). It validates nothing;
 // New applies it, then Validate.
 func (o Options) Defaults() Options {
-	if o.StreamName == "" {
-		o.StreamName = DefaultStreamName
-	}
-	if o.StreamCount == 0 {
-		o.StreamCount = DefaultStreamCount
-	}
-	if o.MaxLen == 0 {
-		o.MaxLen = DefaultMaxLen
-	}
-	if o.ReadCount == 0 {
-		o.ReadCount = DefaultReadCount
-	}
-	if o.BlockTime == 0 {
-		o.BlockTime = DefaultBlockTime
-	}
-	if o.ChannelPrefix == "" {
-		o.ChannelPrefix = DefaultChannelPrefix
-	}
-	if o.SessionKeyPrefix == "" {
-		o.SessionKeyPrefix = DefaultSessionKeyPrefix
-	}
-	if o.HeartbeatInterval == 0 {
-		o.HeartbeatInterval = DefaultHeartbeatInterval
-	}
-	if o.HeartbeatTimeout == 0 {
-		o.HeartbeatTimeout = DefaultHeartbeatTimeout
-	}
-	if o.RequestTimeout == 0 {
-		o.RequestTimeout = DefaultRequestTimeout
-	}
-	if o.PublishBufferSize == 0 {
-		o.PublishBufferSize = DefaultPublishBufferSize
-	}
-	if o.MaxDataSize == 0 {
-		o.MaxDataSize = DefaultMaxDataSize
-	}
+	setDefault(&o.StreamName, DefaultStreamName)
+	setDefault(&o.StreamCount, DefaultStreamCount)
+	setDefault(&o.MaxLen, DefaultMaxLen)
+	setDefault(&o.ReadCount, DefaultReadCount)
+	setDefault(&o.BlockTime, DefaultBlockTime)
+	setDefault(&o.ChannelPrefix, DefaultChannelPrefix)
+	setDefault(&o.SessionKeyPrefix, DefaultSessionKeyPrefix)
+	setDefault(&o.HeartbeatInterval, DefaultHeartbeatInterval)
+	setDefault(&o.HeartbeatTimeout, DefaultHeartbeatTimeout)
+	setDefault(&o.RequestTimeout, DefaultRequestTimeout)
+	setDefault(&o.PublishBufferSize, DefaultPublishBufferSize)
+	setDefault(&o.MaxDataSize, DefaultMaxDataSize)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -278,4 +254,12 @@ func (o *Options) clientOption() (rueidis.ClientOption, error) {
 	// Client-side caching is not used.
 	co.DisableCache = true
 	return co, nil
+}
+
+// setDefault sets *v to d if it is the zero value.
+func setDefault[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
+	}
 }

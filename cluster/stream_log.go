@@ -60,15 +60,9 @@ func NewStreamLog(client rueidis.Client, opts StreamLogOptions) (*StreamLog, err
 	if opts.StreamCount < 0 || opts.ReadBatch < 0 {
 		return nil, fmt.Errorf("cluster: NewStreamLog: negative StreamCount or ReadBatch")
 	}
-	if opts.StreamName == "" {
-		opts.StreamName = DefaultStreamName
-	}
-	if opts.StreamCount == 0 {
-		opts.StreamCount = DefaultStreamCount
-	}
-	if opts.ReadBatch == 0 {
-		opts.ReadBatch = DefaultReadBatch
-	}
+	setDefault(&opts.StreamName, DefaultStreamName)
+	setDefault(&opts.StreamCount, DefaultStreamCount)
+	setDefault(&opts.ReadBatch, DefaultReadBatch)
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
