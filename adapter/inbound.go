@@ -190,9 +190,10 @@ func (a *NamespaceAdapter) apply(msg *Message) {
 	case Broadcast:
 		d := msg.Data.(*BroadcastData)
 		packet := localPacket(d.Packet, a.name)
+		// Counted first: whoever sees the delivery sees the count.
+		a.m.broadcastsRecv.Inc()
 		if d.RequestID == "" {
 			a.deliver(packet, d.Opts, msg.Offset, pathIn)
-			a.m.broadcastsRecv.Inc()
 			return
 		}
 		// The sender's ack id, if any, is its own: DeliverWithAck takes one
@@ -203,7 +204,6 @@ func (a *NamespaceAdapter) apply(msg *Message) {
 			a.respond(from, BroadcastAck, &ResponsePacketData{RequestID: id, Packet: firstArg(args)})
 		})
 		a.respond(from, BroadcastClientCount, &BroadcastClientCountData{RequestID: id, ClientCount: n})
-		a.m.broadcastsRecv.Inc()
 	case SocketsJoin:
 		d := msg.Data.(*SocketsJoinLeaveData)
 		for _, id := range a.index.selectIDs(d.Opts) {

@@ -47,8 +47,8 @@ func (h *health) ok() {
 	h.up = true
 	close(h.back)
 	h.gone = make(chan struct{})
+	h.m.reconnects.Inc() // first: whoever sees redis_up 1 sees the count
 	h.m.redisUp.Set(1)
-	h.m.reconnects.Inc()
 	h.logTransition(msgBack)
 }
 

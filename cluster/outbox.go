@@ -91,9 +91,10 @@ func (o *outbox) push(items []*outItem) []error {
 			o.items = append(o.items, it)
 		}
 	}
-	n := len(o.items)
+	// Set under o.mu: a push and a removeDone racing cannot leave the
+	// older value.
+	m.outboxMessages.Set(float64(len(o.items)))
 	o.mu.Unlock()
-	m.outboxMessages.Set(float64(n))
 	if full > 0 && o.t.logLimit.allow() {
 		o.t.log.Warn("cluster: publish buffer full, messages refused", "refused", full, "capacity", capacity)
 	}
@@ -134,11 +135,10 @@ func (o *outbox) removeDone() {
 	}
 	clear(o.items[len(kept):])
 	o.items = kept
-	n := len(kept)
+	o.t.metrics.outboxMessages.Set(float64(len(kept)))
 	close(o.progress)
 	o.progress = make(chan struct{})
 	o.mu.Unlock()
-	o.t.metrics.outboxMessages.Set(float64(n))
 }
 
 // run is the writer goroutine.

@@ -581,9 +581,9 @@ func (t *Transport) Subscribe(ctx context.Context, nsp, uid string, h adapter.Ha
 	}
 	t.subs[nsp] = append(append([]*subscription(nil), t.subs[nsp]...), s)
 	t.nsubs++
-	n := t.nsubs
+	// Set under t.mu: two changes racing cannot leave the older value.
+	t.metrics.subscriptions.Set(float64(t.nsubs))
 	t.mu.Unlock()
-	t.metrics.subscriptions.Set(float64(n))
 	t.pubsub.add(s)
 	unsubscribe := func() { t.unsubscribe(s) }
 	t.awaitConnection(ctx)
@@ -617,11 +617,10 @@ func (t *Transport) unsubscribe(s *subscription) {
 	} else {
 		t.subs[s.nsp] = kept
 	}
-	n := t.nsubs
-	t.mu.Unlock()
-	if !t.isClosed() {
-		t.metrics.subscriptions.Set(float64(n))
+	if !t.closed { // Close sets it to 0
+		t.metrics.subscriptions.Set(float64(t.nsubs))
 	}
+	t.mu.Unlock()
 	s.closed.Store(true)
 	t.pubsub.remove(s)
 	s.stop()

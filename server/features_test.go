@@ -527,7 +527,7 @@ func TestPingKeepsIdleConnection(t *testing.T) {
 	eachMode(t, func(t *testing.T, opts map[string]any, mode string) {
 		// Short rounds, many of them; a pingTimeout loose enough that a
 		// loaded 2-core CI machine under -race answers in time.
-		const interval, timeout = 100 * time.Millisecond, 500 * time.Millisecond
+		const interval, timeout = 100 * time.Millisecond, time.Second
 		var es *echoServer
 		ts := startServer(t, server.Config{PingInterval: interval, PingTimeout: timeout},
 			func(srv *server.Server) { es = newEchoServer(srv) })

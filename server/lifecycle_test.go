@@ -315,7 +315,9 @@ func TestNoGoroutineLeak(t *testing.T) {
 	rs := redistest.StartStandalone(t)
 	session := func(t *testing.T) {
 		var es *echoServer
-		cfg := server.Config{PingInterval: 200 * time.Millisecond, PingTimeout: 200 * time.Millisecond}
+		// Pings every 200ms, so that heartbeat timers run; a pong may take
+		// its time on a loaded machine without ending a session.
+		cfg := server.Config{PingInterval: 200 * time.Millisecond, PingTimeout: 5 * time.Second}
 		setup := func(srv *server.Server) { es = newEchoServer(srv) }
 		var ts *testServer
 		if strings.HasSuffix(t.Name(), "clustered") {

@@ -195,23 +195,27 @@ func (s *Session) sendAs(b *Batch, msgs []*Message, volatile bool) error {
 	}
 	if s.queued+n > s.srv.opts.MaxBufferedBytes {
 		queued := s.queued
-		s.endLocked(ReasonSlowConsumer, endAbort)
-		s.mu.Unlock()
-		s.srv.log.Warn("eio: slow consumer: session closed", "sid", s.id, "queued", queued, "send", n)
+		// Counted before the close, so that whoever sees the end sees
+		// the count.
 		if c := s.srv.opts.Metrics.SlowConsumers; c != nil {
 			c.Inc()
 		}
+		s.endLocked(ReasonSlowConsumer, endAbort)
+		s.mu.Unlock()
+		s.srv.log.Warn("eio: slow consumer: session closed", "sid", s.id, "queued", queued, "send", n)
 		return ErrSlowConsumer
 	}
 	s.queue = append(s.queue, msgs...)
 	s.queued += n
+	// Counted under s.mu, before any writer can take the queue: the
+	// client never receives what the counters do not show yet.
+	s.srv.opts.Metrics.addOut(len(msgs), n)
 	if b != nil && !s.flushing {
 		b.holdLocked(s)
 	} else {
 		s.kickLocked()
 	}
 	s.mu.Unlock()
-	s.srv.opts.Metrics.addOut(len(msgs), n)
 	return nil
 }
 
