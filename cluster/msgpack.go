@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -10,26 +9,22 @@ import (
 	"github.com/sockstream/sockstream/internal/msgpack"
 )
 
-// This file holds the module's MessagePack encoder for what goes to Redis
-// (stream entries, pub/sub payloads, persisted sessions; the decoder is
-// internal/msgpack) instead of a general library because the wire format needs three things a reflection-based codec
-// does not give: the exact bytes @msgpack/msgpack 2.x writes (smallest integer
-// form, integral floats written as integers, str8, map keys in the order Node
-// builds its objects), decoding into exactly the value types this package
-// documents (numbers as float64, as JavaScript sees them), and hard bounds on
-// what hostile input can make us allocate.
+// This file holds the dialect of what goes to Redis (stream entries,
+// pub/sub payloads, persisted sessions): @msgpack/msgpack 2.x's. The
+// MessagePack itself, the writer and the bounded decoder, is
+// internal/msgpack's; what is this package's is which value becomes which
+// item, so that a Go-written entry is byte for byte what Node writes
+// (smallest integer form, integral floats written as integers, str8, map
+// keys in the order Node builds its objects), and a decoder that gives dates
+// their JavaScript JSON form.
 
 // maxDepth bounds the nesting of encoded values, as internal/msgpack bounds
 // decoded ones.
 const maxDepth = msgpack.MaxDepth
 
-// timestampExt is the MessagePack extension type of timestamps, which is how
-// @msgpack/msgpack encodes a JavaScript Date.
-const timestampExt = msgpack.TimestampExt
-
 // mpEncoder appends the MessagePack encoding of the values produced by
 // normalize to buf, byte for byte as @msgpack/msgpack encodes the same
-// JavaScript values.
+// JavaScript values, with the writer of internal/msgpack.
 type mpEncoder struct {
 	buf []byte
 }
@@ -40,53 +35,34 @@ func (e *mpEncoder) encode(v any, depth int) error {
 	}
 	switch v := v.(type) {
 	case nil:
-		e.buf = append(e.buf, 0xc0)
+		e.buf = msgpack.AppendNil(e.buf)
 	case bool:
-		if v {
-			e.buf = append(e.buf, 0xc3)
-		} else {
-			e.buf = append(e.buf, 0xc2)
-		}
+		e.buf = msgpack.AppendBool(e.buf, v)
 	case int64:
-		e.int(v)
+		e.buf = msgpack.AppendInt(e.buf, v)
 	case uint64:
-		if v > math.MaxInt64 {
-			e.buf = append(e.buf, 0xcf)
-			e.buf = binary.BigEndian.AppendUint64(e.buf, v)
-		} else {
-			e.int(int64(v))
-		}
+		e.buf = msgpack.AppendUint(e.buf, v)
 	case float64:
 		e.float(v)
 	case string:
-		e.strHeader(len(v))
-		e.buf = append(e.buf, v...)
+		e.buf = msgpack.AppendString(e.buf, v)
 	case []byte:
-		switch n := len(v); {
-		case n < 0x100:
-			e.buf = append(e.buf, 0xc4, byte(n))
-		case n < 0x10000:
-			e.buf = append(e.buf, 0xc5)
-			e.buf = binary.BigEndian.AppendUint16(e.buf, uint16(n))
-		default:
-			e.buf = append(e.buf, 0xc6)
-			e.buf = binary.BigEndian.AppendUint32(e.buf, uint32(n))
-		}
-		e.buf = append(e.buf, v...)
+		e.buf = msgpack.AppendBinary(e.buf, v)
 	case time.Time:
-		e.timestamp(v)
+		// A Date, which has millisecond precision; t keeps whatever
+		// precision it has.
+		e.buf = msgpack.AppendTimestamp(e.buf, v)
 	case []any:
-		e.header(len(v), 0x90, 0xdc)
+		e.buf = msgpack.AppendArrayHeader(e.buf, len(v))
 		for _, x := range v {
 			if err := e.encode(x, depth+1); err != nil {
 				return err
 			}
 		}
 	case object:
-		e.header(len(v), 0x80, 0xde)
+		e.buf = msgpack.AppendMapHeader(e.buf, len(v))
 		for _, f := range v {
-			e.strHeader(len(f.k))
-			e.buf = append(e.buf, f.k...)
+			e.buf = msgpack.AppendString(e.buf, f.k)
 			if err := e.encode(f.v, depth+1); err != nil {
 				return err
 			}
@@ -97,72 +73,6 @@ func (e *mpEncoder) encode(v any, depth int) error {
 	return nil
 }
 
-// header writes an array (fix 0x90, 16-bit 0xdc) or map (0x80, 0xde) header.
-func (e *mpEncoder) header(n int, fix, b16 byte) {
-	switch {
-	case n < 16:
-		e.buf = append(e.buf, fix|byte(n))
-	case n < 0x10000:
-		e.buf = append(e.buf, b16)
-		e.buf = binary.BigEndian.AppendUint16(e.buf, uint16(n))
-	default:
-		e.buf = append(e.buf, b16+1)
-		e.buf = binary.BigEndian.AppendUint32(e.buf, uint32(n))
-	}
-}
-
-// str writes the string s.
-func (e *mpEncoder) str(s string) {
-	e.strHeader(len(s))
-	e.buf = append(e.buf, s...)
-}
-
-func (e *mpEncoder) strHeader(n int) {
-	switch {
-	case n < 32:
-		e.buf = append(e.buf, 0xa0|byte(n))
-	case n < 0x100:
-		e.buf = append(e.buf, 0xd9, byte(n))
-	case n < 0x10000:
-		e.buf = append(e.buf, 0xda)
-		e.buf = binary.BigEndian.AppendUint16(e.buf, uint16(n))
-	default:
-		e.buf = append(e.buf, 0xdb)
-		e.buf = binary.BigEndian.AppendUint32(e.buf, uint32(n))
-	}
-}
-
-func (e *mpEncoder) int(n int64) {
-	switch {
-	case n >= 0 && n < 0x80:
-		e.buf = append(e.buf, byte(n))
-	case n >= 0 && n < 0x100:
-		e.buf = append(e.buf, 0xcc, byte(n))
-	case n >= 0 && n < 0x10000:
-		e.buf = append(e.buf, 0xcd)
-		e.buf = binary.BigEndian.AppendUint16(e.buf, uint16(n))
-	case n >= 0 && n < 0x100000000:
-		e.buf = append(e.buf, 0xce)
-		e.buf = binary.BigEndian.AppendUint32(e.buf, uint32(n))
-	case n >= 0:
-		e.buf = append(e.buf, 0xcf)
-		e.buf = binary.BigEndian.AppendUint64(e.buf, uint64(n))
-	case n >= -0x20:
-		e.buf = append(e.buf, byte(n))
-	case n >= -0x80:
-		e.buf = append(e.buf, 0xd0, byte(n))
-	case n >= -0x8000:
-		e.buf = append(e.buf, 0xd1)
-		e.buf = binary.BigEndian.AppendUint16(e.buf, uint16(n))
-	case n >= -0x80000000:
-		e.buf = append(e.buf, 0xd2)
-		e.buf = binary.BigEndian.AppendUint32(e.buf, uint32(n))
-	default:
-		e.buf = append(e.buf, 0xd3)
-		e.buf = binary.BigEndian.AppendUint64(e.buf, uint64(n))
-	}
-}
-
 // maxSafeInteger is JavaScript's Number.MAX_SAFE_INTEGER.
 const maxSafeInteger = 1<<53 - 1
 
@@ -170,29 +80,10 @@ const maxSafeInteger = 1<<53 - 1
 // integer (-0 included) in integer form, anything else as a float 64.
 func (e *mpEncoder) float(f float64) {
 	if f == math.Trunc(f) && math.Abs(f) <= maxSafeInteger {
-		e.int(int64(f))
+		e.buf = msgpack.AppendInt(e.buf, int64(f))
 		return
 	}
-	e.buf = append(e.buf, 0xcb)
-	e.buf = binary.BigEndian.AppendUint64(e.buf, math.Float64bits(f))
-}
-
-// timestamp writes t as @msgpack/msgpack writes a Date (which has millisecond
-// precision; t keeps whatever precision it has).
-func (e *mpEncoder) timestamp(t time.Time) {
-	sec, nsec := t.Unix(), int64(t.Nanosecond())
-	switch {
-	case sec >= 0 && sec <= 0xffffffff && nsec == 0:
-		e.buf = append(e.buf, 0xd6, 0xff)
-		e.buf = binary.BigEndian.AppendUint32(e.buf, uint32(sec))
-	case sec >= 0 && sec <= 0x3ffffffff:
-		e.buf = append(e.buf, 0xd7, 0xff)
-		e.buf = binary.BigEndian.AppendUint64(e.buf, uint64(nsec)<<34|uint64(sec))
-	default:
-		e.buf = append(e.buf, 0xc7, 12, 0xff)
-		e.buf = binary.BigEndian.AppendUint32(e.buf, uint32(nsec))
-		e.buf = binary.BigEndian.AppendUint64(e.buf, uint64(sec))
-	}
+	e.buf = msgpack.AppendFloat64(e.buf, f)
 }
 
 // appendJSNumber appends f as JavaScript's String(f) writes it.
@@ -201,5 +92,11 @@ func appendJSNumber(b []byte, f float64) []byte { return msgpack.AppendJSNumber(
 // decodeMsgpack decodes exactly one value; see internal/msgpack.
 func decodeMsgpack(b []byte) (any, error) { return mpDecoder.Decode(b) }
 
-// mpDecoder gives decoded timestamps their JavaScript JSON form (Date).
-var mpDecoder = msgpack.Decoder{Time: func(t time.Time) any { return Date{t} }}
+// mpDecoder gives decoded timestamps their JavaScript JSON form (Date), and
+// the keys of Node's envelopes without allocating them.
+var mpDecoder = msgpack.Decoder{
+	Time: func(t time.Time) any { return Date{t} },
+	// The keys of a pub/sub message and of a stream entry's packet and
+	// options (see Codec).
+	Key: msgpack.Keys("type", "data", "uid", "nsp", "id", "packet", "opts", "rooms", "except", "flags"),
+}

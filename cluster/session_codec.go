@@ -38,37 +38,37 @@ func encodeSession(s recovery.Session) (string, error) {
 		fields++
 	}
 	e := mpEncoder{buf: make([]byte, 0, 64+len(s.Rooms)*24+len(s.Marks)*64)}
-	e.header(fields, 0x80, 0xde)
-	e.str("sid")
-	e.str(s.SID)
-	e.str("pid")
-	e.str(s.PID)
+	e.buf = msgpack.AppendMapHeader(e.buf, fields)
+	e.buf = msgpack.AppendString(e.buf, "sid")
+	e.buf = msgpack.AppendString(e.buf, s.SID)
+	e.buf = msgpack.AppendString(e.buf, "pid")
+	e.buf = msgpack.AppendString(e.buf, s.PID)
 	// Node's restore calls rooms.forEach: never nil, always an array.
-	e.str("rooms")
-	e.header(len(s.Rooms), 0x90, 0xdc)
+	e.buf = msgpack.AppendString(e.buf, "rooms")
+	e.buf = msgpack.AppendArrayHeader(e.buf, len(s.Rooms))
 	for _, r := range s.Rooms {
-		e.str(r)
+		e.buf = msgpack.AppendString(e.buf, r)
 	}
-	e.str("data")
+	e.buf = msgpack.AppendString(e.buf, "data")
 	if err := e.encode(data, 1); err != nil {
 		return "", fmt.Errorf("cluster: encode session data: %w", err)
 	}
 	if s.Nsp != "" {
-		e.str("nsp")
-		e.str(s.Nsp)
+		e.buf = msgpack.AppendString(e.buf, "nsp")
+		e.buf = msgpack.AppendString(e.buf, s.Nsp)
 	}
 	if s.Origin != "" {
-		e.str("delivery")
-		e.header(2, 0x80, 0xde)
-		e.str("uid")
-		e.str(s.Origin)
-		e.str("marks")
-		e.header(len(s.Marks), 0x90, 0xdc)
+		e.buf = msgpack.AppendString(e.buf, "delivery")
+		e.buf = msgpack.AppendMapHeader(e.buf, 2)
+		e.buf = msgpack.AppendString(e.buf, "uid")
+		e.buf = msgpack.AppendString(e.buf, s.Origin)
+		e.buf = msgpack.AppendString(e.buf, "marks")
+		e.buf = msgpack.AppendArrayHeader(e.buf, len(s.Marks))
 		for _, m := range s.Marks {
-			e.header(3, 0x90, 0xdc)
-			e.str(m.Offset)
-			e.str(m.Own)
-			e.str(m.Others)
+			e.buf = msgpack.AppendArrayHeader(e.buf, 3)
+			e.buf = msgpack.AppendString(e.buf, m.Offset)
+			e.buf = msgpack.AppendString(e.buf, m.Own)
+			e.buf = msgpack.AppendString(e.buf, m.Others)
 		}
 	}
 	return base64.StdEncoding.EncodeToString(e.buf), nil

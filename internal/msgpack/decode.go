@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // MaxDepth bounds the nesting of a decoded value. @msgpack/msgpack refuses
@@ -24,8 +26,9 @@ var (
 	// ErrTooDeep: the value nests deeper than MaxDepth.
 	ErrTooDeep = errors.New("msgpack: nesting too deep")
 	// ErrInvalid: a byte sequence MessagePack does not define, an
-	// extension other than timestamps, a map key that is neither a string
-	// nor a number, or trailing bytes after the value.
+	// extension other than timestamps (without Decoder.Ext), a map key
+	// that is neither a string nor a number (nor a number with
+	// Decoder.StringKeys), or trailing bytes after the value.
 	ErrInvalid = errors.New("msgpack: invalid input")
 )
 
@@ -37,17 +40,93 @@ func Decode(b []byte) (any, error) {
 	return Decoder{}.Decode(b)
 }
 
-// Decoder is Decode with options. The zero Decoder is Decode.
+// Decoder is Decode with options, one field for each point on which a
+// dialect departs from @msgpack/msgpack's (the zero Decoder, which is
+// Decode). The bounds hold whatever the options: MaxDepth, every length
+// checked against the bytes left before anything is allocated for it,
+// trailing bytes refused, binary values copied.
 type Decoder struct {
 	// Time, when set, converts every decoded timestamp into the value the
 	// result holds instead of a time.Time (package cluster uses it to give
-	// dates their JavaScript JSON form).
+	// dates their JavaScript JSON form). Unused when Ext is set.
 	Time func(time.Time) any
+
+	// Ext, when set, decodes every extension in place of the timestamps
+	// of the zero Decoder: typ is the extension type, fixed whether it
+	// came as a fixext (1, 2, 4, 8 or 16 bytes of data) rather than an
+	// ext 8/16/32 (notepack.io tells a Date, fixext 8, from an ArrayBuffer
+	// of 8 bytes, ext 8, by it), and data the extension's bytes, which
+	// alias the input: a result that keeps them must copy them. What it
+	// returns is the decoded value (Undefined for JavaScript's undefined);
+	// an error it returns ends the decoding.
+	Ext func(typ int8, fixed bool, data []byte) (any, error)
+
+	// Inexact, when set, is called when the value of an entry of the
+	// outermost map (when the value decoded is a map) held an integer
+	// beyond ±2^53, which a float64, like a JavaScript number, rounds:
+	// key is the entry's key. An error it returns ends the decoding
+	// (siocodec refuses a packet id so rounded).
+	Inexact func(key string) error
+
+	// Key, when set, gives map keys without allocating them: given the
+	// bytes of a key (of a fixstr, aliasing the input), it returns a
+	// string equal to them and true, or false for a key it does not know,
+	// which is then allocated. Keys makes one for the keys of a dialect's
+	// envelope.
+	Key func(b []byte) (string, bool)
+
+	// StringKeys refuses map keys that are not strings (notepack.io);
+	// without it a number key becomes the string JavaScript makes of it
+	// (@msgpack/msgpack's decoder into a JavaScript object).
+	StringKeys bool
+
+	// ReplaceInvalidUTF8 replaces each invalid UTF-8 sequence of a
+	// string (map keys included) with U+FFFD, as encoding/json and
+	// notepack.io's decoder do; without it a string holds its bytes as
+	// they are.
+	ReplaceInvalidUTF8 bool
+
+	// NonFiniteAsNil decodes a float that is NaN or an infinity as nil,
+	// the null that JSON.stringify makes of it; without it a float is kept
+	// as it is.
+	NonFiniteAsNil bool
 }
 
-// Decode decodes exactly one value from b, as the package-level Decode.
+// Keys returns a Decoder.Key function that knows keys. A key that is
+// empty or longer than a fixstr (31 bytes) is left out: the empty key is
+// not allocated anyway, and a longer one is never looked up.
+func Keys(keys ...string) func(b []byte) (string, bool) {
+	var byLen [32][]string // a lookup compares the keys of one length only
+	for _, k := range keys {
+		if n := len(k); n > 0 && n < len(byLen) {
+			byLen[n] = append(byLen[n], k)
+		}
+	}
+	return func(b []byte) (string, bool) {
+		if len(b) < len(byLen) {
+			for _, k := range byLen[len(b)] {
+				if k[0] == b[0] && string(b) == k { // compared without a conversion
+					return k, true
+				}
+			}
+		}
+		return "", false
+	}
+}
+
+// Undefined is the value an Ext function returns for JavaScript's undefined
+// (notepack.io's fixext 1 of type 0). The decoder handles it as a
+// JavaScript object or array would hold it once through JSON: the key is
+// absent from its map (an earlier entry of the same key removed too), the
+// element nil in its array, and the whole value nil.
+var Undefined any = undefined{}
+
+type undefined struct{}
+
+// Decode decodes exactly one value from b, as the package-level Decode
+// with the options of o.
 func (o Decoder) Decode(b []byte) (any, error) {
-	d := decoder{buf: b, time: o.Time}
+	d := decoder{Decoder: o, buf: b}
 	v, err := d.value(0)
 	if err != nil {
 		return nil, fmt.Errorf("at byte %d: %w", d.pos, err)
@@ -55,13 +134,19 @@ func (o Decoder) Decode(b []byte) (any, error) {
 	if d.pos != len(b) {
 		return nil, fmt.Errorf("%w: %d trailing bytes after the value", ErrInvalid, len(b)-d.pos)
 	}
+	if v == Undefined {
+		v = nil
+	}
 	return v, nil
 }
 
 type decoder struct {
-	buf  []byte
-	pos  int
-	time func(time.Time) any
+	Decoder
+	buf []byte
+	pos int
+	// inexact is set when an integer beyond ±2^53 is decoded; a top-level
+	// map clears it before each of its values, for Inexact.
+	inexact bool
 }
 
 func (d *decoder) remaining() int { return len(d.buf) - d.pos }
@@ -109,10 +194,11 @@ func (d *decoder) value(depth int) (any, error) {
 	if depth > MaxDepth {
 		return nil, ErrTooDeep
 	}
-	c, err := d.uint(1)
-	if err != nil {
-		return nil, err
+	if d.pos >= len(d.buf) {
+		return nil, ErrTruncated
 	}
+	c := d.buf[d.pos]
+	d.pos++
 	switch {
 	case c <= 0x7f:
 		return float64(c), nil
@@ -144,15 +230,18 @@ func (d *decoder) value(depth int) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return d.ext(n)
+		return d.ext(n, false)
 	case 0xca:
 		u, err := d.uint(4)
-		return float64(math.Float32frombits(uint32(u))), err
+		return d.float(float64(math.Float32frombits(uint32(u)))), err
 	case 0xcb:
 		u, err := d.uint(8)
-		return math.Float64frombits(u), err
+		return d.float(math.Float64frombits(u)), err
 	case 0xcc, 0xcd, 0xce, 0xcf: // uint 8/16/32/64
 		u, err := d.uint(1 << (c - 0xcc))
+		if u > 1<<53 {
+			d.inexact = true
+		}
 		return float64(u), err
 	case 0xd0, 0xd1, 0xd2, 0xd3: // int 8/16/32/64
 		n := 1 << (c - 0xd0)
@@ -161,9 +250,13 @@ func (d *decoder) value(depth int) (any, error) {
 			return nil, err
 		}
 		shift := 64 - 8*n // sign-extend
-		return float64(int64(u<<shift) >> shift), nil
+		i := int64(u<<shift) >> shift
+		if i > 1<<53 || i < -(1<<53) {
+			d.inexact = true
+		}
+		return float64(i), nil
 	case 0xd4, 0xd5, 0xd6, 0xd7, 0xd8: // fixext 1/2/4/8/16
-		return d.ext(1 << (c - 0xd4))
+		return d.ext(1<<(c-0xd4), true)
 	case 0xd9, 0xda, 0xdb: // str 8/16/32
 		n, err := d.length(1<<(c-0xd9), 1)
 		if err != nil {
@@ -186,10 +279,21 @@ func (d *decoder) value(depth int) (any, error) {
 	return nil, fmt.Errorf("%w: type code 0x%02x", ErrInvalid, c)
 }
 
+// float is f, or nil for NaN and the infinities with NonFiniteAsNil.
+func (d *decoder) float(f float64) any {
+	if d.NonFiniteAsNil && (math.IsNaN(f) || math.IsInf(f, 0)) {
+		return nil
+	}
+	return f
+}
+
 func (d *decoder) str(n int) (any, error) {
 	b, err := d.next(n)
 	if err != nil {
 		return nil, err
+	}
+	if d.ReplaceInvalidUTF8 && !utf8.Valid(b) {
+		return strings.ToValidUTF8(string(b), "\uFFFD"), nil
 	}
 	return string(b), nil
 }
@@ -204,6 +308,9 @@ func (d *decoder) arrayOf(n, depth int) (any, error) {
 		if err != nil {
 			return nil, err
 		}
+		if v == Undefined {
+			v = nil
+		}
 		a[i] = v
 	}
 	return a, nil
@@ -215,31 +322,69 @@ func (d *decoder) mapOf(n, depth int) (any, error) {
 	}
 	m := make(map[string]any, n)
 	for range n {
-		k, err := d.value(depth + 1)
+		key, err := d.key(depth + 1)
 		if err != nil {
 			return nil, err
 		}
-		var key string
-		switch k := k.(type) {
-		case string:
-			key = k
-		case float64:
-			// A JavaScript object's keys are strings; @msgpack/msgpack
-			// accepts number keys and JavaScript turns them into strings.
-			key = string(AppendJSNumber(nil, k))
-		default:
-			return nil, fmt.Errorf("%w: map key of type %T", ErrInvalid, k)
+		if depth == 0 {
+			d.inexact = false
 		}
 		v, err := d.value(depth + 1)
 		if err != nil {
 			return nil, err
+		}
+		if depth == 0 && d.inexact && d.Inexact != nil {
+			if err := d.Inexact(key); err != nil {
+				return nil, err
+			}
+		}
+		if v == Undefined {
+			delete(m, key)
+			continue
 		}
 		m[key] = v
 	}
 	return m, nil
 }
 
-func (d *decoder) ext(n int) (any, error) {
+// key decodes a map key at depth. A fixstr key is read in place: one that
+// Key knows is not allocated, and no key is boxed in an interface on the
+// way.
+func (d *decoder) key(depth int) (string, error) {
+	if d.pos < len(d.buf) && d.buf[d.pos]&0xe0 == 0xa0 {
+		if n := int(d.buf[d.pos] & 0x1f); n < d.remaining() {
+			b := d.buf[d.pos+1 : d.pos+1+n]
+			if d.Key != nil {
+				if k, ok := d.Key(b); ok {
+					d.pos += 1 + n
+					return k, nil
+				}
+			}
+			if !d.ReplaceInvalidUTF8 || utf8.Valid(b) {
+				d.pos += 1 + n
+				return string(b), nil
+			}
+		}
+	}
+	k, err := d.value(depth)
+	if err != nil {
+		return "", err
+	}
+	switch k := k.(type) {
+	case string:
+		return k, nil
+	case float64:
+		if !d.StringKeys {
+			// A JavaScript object's keys are strings; @msgpack/msgpack
+			// accepts number keys and JavaScript turns them into strings.
+			return string(AppendJSNumber(nil, k)), nil
+		}
+	}
+	return "", fmt.Errorf("%w: map key of type %T", ErrInvalid, k)
+}
+
+// ext decodes an extension of n bytes of data, its type first.
+func (d *decoder) ext(n int, fixed bool) (any, error) {
 	t, err := d.uint(1)
 	if err != nil {
 		return nil, err
@@ -247,6 +392,9 @@ func (d *decoder) ext(n int) (any, error) {
 	b, err := d.next(n)
 	if err != nil {
 		return nil, err
+	}
+	if d.Ext != nil {
+		return d.Ext(int8(t), fixed, b)
 	}
 	if int8(t) != TimestampExt {
 		// @msgpack/msgpack's default codec writes no other extension.
@@ -269,8 +417,8 @@ func (d *decoder) ext(n int) (any, error) {
 		return nil, fmt.Errorf("%w: timestamp nanoseconds %d out of range", ErrInvalid, nsec)
 	}
 	ts := time.Unix(sec, int64(nsec)).UTC()
-	if d.time != nil {
-		return d.time(ts), nil
+	if d.Time != nil {
+		return d.Time(ts), nil
 	}
 	return ts, nil
 }

@@ -191,3 +191,48 @@ func TestDecoderTime(t *testing.T) {
 		t.Errorf("got %#v, want %#v", got, want)
 	}
 }
+
+// TestAppendDecodes: what the writer writes, another implementation
+// (vmihailenco) and Decode read back.
+func TestAppendDecodes(t *testing.T) {
+	at := time.Unix(1700000000, 123000000).UTC()
+	var b []byte
+	b = AppendArrayHeader(b, 9)
+	b = AppendNil(b)
+	b = AppendBool(b, true)
+	b = AppendInt(b, -70000)
+	b = AppendUint(b, 1<<40)
+	b = AppendFloat32(b, 0.25)
+	b = AppendFloat64(b, -2.5)
+	b = AppendString(b, strings.Repeat("s", 300))
+	b = AppendBinary(b, []byte{7})
+	b = AppendMapHeader(b, 1)
+	b = AppendString(b, "t")
+	b = AppendTimestamp(b, at)
+	want := []any{nil, true, -70000.0, float64(1 << 40), 0.25, -2.5, strings.Repeat("s", 300), []byte{7}, map[string]any{"t": at}}
+	got, err := Decode(b)
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("Decode: %#v, %v; want %#v", got, err, want)
+	}
+	var v []any
+	if err := vm.Unmarshal(b, &v); err != nil || len(v) != 9 {
+		t.Fatalf("vmihailenco: %v, %v", v, err)
+	}
+	if m, ok := v[8].(map[string]any); !ok || !m["t"].(time.Time).Equal(at) {
+		t.Errorf("vmihailenco read the timestamp as %#v", v[8])
+	}
+}
+
+func TestDecoderNonFiniteAsNil(t *testing.T) {
+	// [NaN (float 64), +Inf (float 32), -Inf (float 64), 1.5 (float 32), -0 (float 64)]
+	in := unhex(t, "95"+"cb7ff8000000000000"+"ca7f800000"+"cbfff0000000000000"+"ca3fc00000"+"cb8000000000000000")
+	got, err := Decoder{NonFiniteAsNil: true}.Decode(in)
+	if want := []any{nil, nil, nil, 1.5, math.Copysign(0, -1)}; err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("got %#v, %v; want %#v", got, err, want)
+	}
+	got, err = Decode(in)
+	a, _ := got.([]any)
+	if err != nil || len(a) != 5 || !math.IsNaN(a[0].(float64)) || !math.IsInf(a[1].(float64), 1) || !math.IsInf(a[2].(float64), -1) {
+		t.Errorf("raw floats: %#v, %v", got, err)
+	}
+}

@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"reflect"
 	"sort"
-	"strings"
 	"time"
-	"unicode/utf8"
+
+	"github.com/sockstream/sockstream/internal/msgpack"
 )
 
 // The MessagePack format of socket.io-msgpack-parser 3.x, what the
@@ -30,7 +31,7 @@ import (
 // MaxMsgpackDepth bounds the nesting of a decoded MessagePack packet (the
 // packet object included), so that a forged message cannot exhaust the
 // stack.
-const MaxMsgpackDepth = 256
+const MaxMsgpackDepth = msgpack.MaxDepth
 
 // EncodeMsgpack encodes a packet as socket.io-msgpack-parser does: one
 // binary message. []byte values at any depth outside structs (as for
@@ -57,59 +58,27 @@ func EncodeMsgpack(t Type, nsp string, id *uint64, data any) ([]byte, error) {
 		n++
 	}
 	e := mpEncoder{buf: make([]byte, 0, 64)}
-	e.buf = append(e.buf, 0x80|byte(n))
-	e.str("type")
-	e.uint(uint64(t))
-	e.str("nsp")
-	e.str(nsp)
+	e.buf = msgpack.AppendMapHeader(e.buf, n)
+	e.buf = msgpack.AppendString(e.buf, "type")
+	e.buf = msgpack.AppendUint(e.buf, uint64(t))
+	e.buf = msgpack.AppendString(e.buf, "nsp")
+	e.buf = msgpack.AppendString(e.buf, nsp)
 	if data != nil {
-		e.str("data")
+		e.buf = msgpack.AppendString(e.buf, "data")
 		if err := e.value(data, 0); err != nil {
 			return nil, fmt.Errorf("encode %s payload: %w", t, err)
 		}
 	}
 	if id != nil {
-		e.str("id")
-		e.uint(*id)
+		e.buf = msgpack.AppendString(e.buf, "id")
+		e.buf = msgpack.AppendUint(e.buf, *id)
 	}
 	return e.buf, nil
 }
 
+// mpEncoder writes the values of a packet's data with the writer of
+// internal/msgpack, in notepack.io's dialect.
 type mpEncoder struct{ buf []byte }
-
-func (e *mpEncoder) uint(v uint64) {
-	switch {
-	case v < 0x80:
-		e.buf = append(e.buf, byte(v))
-	case v <= math.MaxUint8:
-		e.buf = append(e.buf, 0xcc, byte(v))
-	case v <= math.MaxUint16:
-		e.buf = binary.BigEndian.AppendUint16(append(e.buf, 0xcd), uint16(v))
-	case v <= math.MaxUint32:
-		e.buf = binary.BigEndian.AppendUint32(append(e.buf, 0xce), uint32(v))
-	default:
-		e.buf = binary.BigEndian.AppendUint64(append(e.buf, 0xcf), v)
-	}
-}
-
-func (e *mpEncoder) int(v int64) {
-	if v >= 0 {
-		e.uint(uint64(v))
-		return
-	}
-	switch {
-	case v >= -32:
-		e.buf = append(e.buf, byte(v))
-	case v >= math.MinInt8:
-		e.buf = append(e.buf, 0xd0, byte(v))
-	case v >= math.MinInt16:
-		e.buf = binary.BigEndian.AppendUint16(append(e.buf, 0xd1), uint16(v))
-	case v >= math.MinInt32:
-		e.buf = binary.BigEndian.AppendUint32(append(e.buf, 0xd2), uint32(v))
-	default:
-		e.buf = binary.BigEndian.AppendUint64(append(e.buf, 0xd3), uint64(v))
-	}
-}
 
 // float writes an integral value as an integer (as notepack.io does), any
 // other as a float 64.
@@ -119,61 +88,11 @@ func (e *mpEncoder) float(f float64) error {
 		return fmt.Errorf("unsupported value: %v", f)
 	}
 	if f == math.Trunc(f) && math.Abs(f) <= 1<<53 && !(f == 0 && math.Signbit(f)) {
-		e.int(int64(f))
+		e.buf = msgpack.AppendInt(e.buf, int64(f))
 		return nil
 	}
-	e.buf = binary.BigEndian.AppendUint64(append(e.buf, 0xcb), math.Float64bits(f))
+	e.buf = msgpack.AppendFloat64(e.buf, f)
 	return nil
-}
-
-func (e *mpEncoder) str(s string) {
-	n := len(s)
-	switch {
-	case n < 32:
-		e.buf = append(e.buf, 0xa0|byte(n))
-	case n <= math.MaxUint8:
-		e.buf = append(e.buf, 0xd9, byte(n))
-	case n <= math.MaxUint16:
-		e.buf = binary.BigEndian.AppendUint16(append(e.buf, 0xda), uint16(n))
-	default:
-		e.buf = binary.BigEndian.AppendUint32(append(e.buf, 0xdb), uint32(n))
-	}
-	e.buf = append(e.buf, s...)
-}
-
-func (e *mpEncoder) bin(b []byte) {
-	n := len(b)
-	switch {
-	case n <= math.MaxUint8:
-		e.buf = append(e.buf, 0xc4, byte(n))
-	case n <= math.MaxUint16:
-		e.buf = binary.BigEndian.AppendUint16(append(e.buf, 0xc5), uint16(n))
-	default:
-		e.buf = binary.BigEndian.AppendUint32(append(e.buf, 0xc6), uint32(n))
-	}
-	e.buf = append(e.buf, b...)
-}
-
-func (e *mpEncoder) arrayHeader(n int) {
-	switch {
-	case n < 16:
-		e.buf = append(e.buf, 0x90|byte(n))
-	case n <= math.MaxUint16:
-		e.buf = binary.BigEndian.AppendUint16(append(e.buf, 0xdc), uint16(n))
-	default:
-		e.buf = binary.BigEndian.AppendUint32(append(e.buf, 0xdd), uint32(n))
-	}
-}
-
-func (e *mpEncoder) mapHeader(n int) {
-	switch {
-	case n < 16:
-		e.buf = append(e.buf, 0x80|byte(n))
-	case n <= math.MaxUint16:
-		e.buf = binary.BigEndian.AppendUint16(append(e.buf, 0xde), uint16(n))
-	default:
-		e.buf = binary.BigEndian.AppendUint32(append(e.buf, 0xdf), uint32(n))
-	}
 }
 
 func (e *mpEncoder) value(v any, depth int) error {
@@ -182,35 +101,31 @@ func (e *mpEncoder) value(v any, depth int) error {
 	}
 	switch t := v.(type) {
 	case nil:
-		e.buf = append(e.buf, 0xc0)
+		e.buf = msgpack.AppendNil(e.buf)
 	case bool:
-		if t {
-			e.buf = append(e.buf, 0xc3)
-		} else {
-			e.buf = append(e.buf, 0xc2)
-		}
+		e.buf = msgpack.AppendBool(e.buf, t)
 	case string:
-		e.str(t)
+		e.buf = msgpack.AppendString(e.buf, t)
 	case float64:
 		return e.float(t)
 	case int:
-		e.int(int64(t))
+		e.buf = msgpack.AppendInt(e.buf, int64(t))
 	case int64:
-		e.int(t)
+		e.buf = msgpack.AppendInt(e.buf, t)
 	case uint64:
-		e.uint(t)
+		e.buf = msgpack.AppendUint(e.buf, t)
 	case []byte:
 		if t == nil {
-			e.buf = append(e.buf, 0xc0)
+			e.buf = msgpack.AppendNil(e.buf)
 		} else {
-			e.bin(t)
+			e.buf = msgpack.AppendBinary(e.buf, t)
 		}
 	case []any:
 		if t == nil {
-			e.buf = append(e.buf, 0xc0)
+			e.buf = msgpack.AppendNil(e.buf)
 			return nil
 		}
-		e.arrayHeader(len(t))
+		e.buf = msgpack.AppendArrayHeader(e.buf, len(t))
 		for _, x := range t {
 			if err := e.value(x, depth+1); err != nil {
 				return err
@@ -218,24 +133,24 @@ func (e *mpEncoder) value(v any, depth int) error {
 		}
 	case map[string]any:
 		if t == nil {
-			e.buf = append(e.buf, 0xc0)
+			e.buf = msgpack.AppendNil(e.buf)
 			return nil
 		}
-		e.mapHeader(len(t))
+		e.buf = msgpack.AppendMapHeader(e.buf, len(t))
 		for _, k := range sortedKeys(t) { // deterministic, as encoding/json
-			e.str(k)
+			e.buf = msgpack.AppendString(e.buf, k)
 			if err := e.value(t[k], depth+1); err != nil {
 				return err
 			}
 		}
 	case []string:
 		if t == nil {
-			e.buf = append(e.buf, 0xc0)
+			e.buf = msgpack.AppendNil(e.buf)
 			return nil
 		}
-		e.arrayHeader(len(t))
+		e.buf = msgpack.AppendArrayHeader(e.buf, len(t))
 		for _, s := range t {
-			e.str(s)
+			e.buf = msgpack.AppendString(e.buf, s)
 		}
 	default:
 		return e.other(v, depth)
@@ -251,11 +166,11 @@ func (e *mpEncoder) other(v any, depth int) error {
 	switch rv.Kind() {
 	case reflect.Slice, reflect.Array:
 		if rv.Kind() == reflect.Slice && rv.IsNil() {
-			e.buf = append(e.buf, 0xc0)
+			e.buf = msgpack.AppendNil(e.buf)
 			return nil
 		}
 		if mayHold(rv.Type().Elem()) {
-			e.arrayHeader(rv.Len())
+			e.buf = msgpack.AppendArrayHeader(e.buf, rv.Len())
 			for i := range rv.Len() {
 				if err := e.value(rv.Index(i).Interface(), depth+1); err != nil {
 					return err
@@ -265,7 +180,7 @@ func (e *mpEncoder) other(v any, depth int) error {
 		}
 	case reflect.Map:
 		if rv.IsNil() {
-			e.buf = append(e.buf, 0xc0)
+			e.buf = msgpack.AppendNil(e.buf)
 			return nil
 		}
 		if rv.Type().Key().Kind() == reflect.String && mayHold(rv.Type().Elem()) {
@@ -277,9 +192,9 @@ func (e *mpEncoder) other(v any, depth int) error {
 				vals[k] = it.Value()
 			}
 			sort.Strings(keys)
-			e.mapHeader(len(keys))
+			e.buf = msgpack.AppendMapHeader(e.buf, len(keys))
 			for _, k := range keys {
-				e.str(k)
+				e.buf = msgpack.AppendString(e.buf, k)
 				if err := e.value(vals[k].Interface(), depth+1); err != nil {
 					return err
 				}
@@ -312,13 +227,9 @@ func (d *Decoder) Msgpack(msg []byte) (*Packet, error) {
 	if d.pending != nil {
 		return nil, invalid("msgpack packet while %d attachment(s) of a binary packet are awaited", d.want-len(d.atts))
 	}
-	r := mpDecoder{buf: msg}
-	v, err := r.value(0)
-	if err == nil && r.pos != len(msg) {
-		err = fmt.Errorf("%d trailing bytes", len(msg)-r.pos)
-	}
+	v, err := notepack.Decode(msg)
 	if err != nil {
-		return nil, invalid("msgpack: at byte %d: %v", r.pos, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	obj, ok := v.(map[string]any)
 	if !ok {
@@ -355,203 +266,53 @@ func (d *Decoder) Msgpack(msg []byte) (*Packet, error) {
 	return p, nil
 }
 
-// undefined is notepack.io's undefined while decoding: absent once in an
-// object, null in an array.
-type undefinedT struct{}
-
-var undefined any = undefinedT{}
-
-type mpDecoder struct {
-	buf []byte
-	pos int
-	// inexact is set when an integer beyond ±2^53 was decoded (float64,
-	// as JavaScript, rounds it): an ack id must be exact.
-	inexact bool
+// notepack is the decoder of notepack.io's dialect: its extensions (see
+// notepackExt), string keys only, invalid UTF-8 replaced (as encoding/json
+// and notepack.io's decoder do: replaced, not refused), NaN and the
+// infinities as the null JSON.stringify makes of them, so what the JSON
+// parser would deliver, and an ack id that is exact. The keys of the
+// packet object and of the client's emit options are not allocated.
+var notepack = msgpack.Decoder{
+	Ext:                notepackExt,
+	Inexact:            inexactID,
+	Key:                knownKey,
+	StringKeys:         true,
+	ReplaceInvalidUTF8: true,
+	NonFiniteAsNil:     true,
 }
 
-func (d *mpDecoder) next(n int) ([]byte, error) {
-	if n < 0 || n > len(d.buf)-d.pos {
-		return nil, fmt.Errorf("truncated input")
+// notepackExt decodes notepack.io's three extensions, all of type 0:
+// fixext 1 is undefined (absent once in an object, null in an array),
+// fixext 8 a Date, ext 8/16/32 an ArrayBuffer.
+func notepackExt(typ int8, fixed bool, data []byte) (any, error) {
+	if typ == 0 {
+		switch {
+		case !fixed:
+			return bytes.Clone(data), nil
+		case len(data) == 1:
+			return msgpack.Undefined, nil
+		case len(data) == 8:
+			hi := int64(int32(binary.BigEndian.Uint32(data[:4])))
+			ms := hi*(1<<32) + int64(binary.BigEndian.Uint32(data[4:]))
+			// Date.prototype.toJSON, what the JSON parser would carry.
+			return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z"), nil
+		}
 	}
-	b := d.buf[d.pos : d.pos+n]
-	d.pos += n
-	return b, nil
+	return nil, fmt.Errorf("%w: unknown extension (type %d, %d bytes of data)", msgpack.ErrInvalid, typ, len(data))
 }
 
-func (d *mpDecoder) uintN(n int) (uint64, error) {
-	b, err := d.next(n)
-	if err != nil {
-		return 0, err
+// inexactID refuses an id of the packet object that is an integer beyond
+// 2^53, which float64 (as JavaScript) rounds: an ack id must be exact.
+func inexactID(key string) error {
+	if key == "id" {
+		return errors.New("illegal packet id: above 2^53")
 	}
-	switch n {
-	case 1:
-		return uint64(b[0]), nil
-	case 2:
-		return uint64(binary.BigEndian.Uint16(b)), nil
-	case 4:
-		return uint64(binary.BigEndian.Uint32(b)), nil
-	}
-	return binary.BigEndian.Uint64(b), nil
+	return nil
 }
 
-// length reads an n-byte length and checks that at least min bytes per
-// element are left for it.
-func (d *mpDecoder) length(n, min int) (int, error) {
-	l, err := d.uintN(n)
-	if err != nil {
-		return 0, err
-	}
-	if l > uint64(len(d.buf)-d.pos)/uint64(min) {
-		return 0, fmt.Errorf("truncated input: length %d", l)
-	}
-	return int(l), nil
-}
-
-func (d *mpDecoder) value(depth int) (any, error) {
-	if depth > MaxMsgpackDepth {
-		return nil, fmt.Errorf("nesting deeper than %d", MaxMsgpackDepth)
-	}
-	b, err := d.next(1)
-	if err != nil {
-		return nil, err
-	}
-	c := b[0]
-	switch {
-	case c <= 0x7f:
-		return float64(c), nil
-	case c >= 0xe0:
-		return float64(int8(c)), nil
-	case c&0xf0 == 0x80:
-		return d.object(int(c&0x0f), depth)
-	case c&0xf0 == 0x90:
-		return d.array(int(c&0x0f), depth)
-	case c&0xe0 == 0xa0:
-		return d.str(int(c & 0x1f))
-	}
-	switch c {
-	case 0xc0:
-		return nil, nil
-	case 0xc2:
-		return false, nil
-	case 0xc3:
-		return true, nil
-	case 0xc4, 0xc5, 0xc6:
-		n, err := d.length(1<<(c-0xc4), 1)
-		if err != nil {
-			return nil, err
-		}
-		return d.bin(n)
-	case 0xc7, 0xc8, 0xc9: // ext 8/16/32: notepack.io's ArrayBuffer
-		n, err := d.length(1<<(c-0xc7), 1)
-		if err != nil {
-			return nil, err
-		}
-		t, err := d.next(1)
-		if err != nil {
-			return nil, err
-		}
-		if t[0] != 0 {
-			return nil, fmt.Errorf("unknown extension %d", int8(t[0]))
-		}
-		return d.bin(n)
-	case 0xca:
-		v, err := d.uintN(4)
-		return finite(float64(math.Float32frombits(uint32(v)))), err
-	case 0xcb:
-		v, err := d.uintN(8)
-		return finite(math.Float64frombits(v)), err
-	case 0xcc, 0xcd, 0xce, 0xcf:
-		v, err := d.uintN(1 << (c - 0xcc))
-		if v > 1<<53 {
-			d.inexact = true
-		}
-		return float64(v), err
-	case 0xd0:
-		v, err := d.uintN(1)
-		return float64(int8(v)), err
-	case 0xd1:
-		v, err := d.uintN(2)
-		return float64(int16(v)), err
-	case 0xd2:
-		v, err := d.uintN(4)
-		return float64(int32(v)), err
-	case 0xd3:
-		v, err := d.uintN(8)
-		if i := int64(v); i > 1<<53 || i < -(1<<53) {
-			d.inexact = true
-		}
-		return float64(int64(v)), err
-	case 0xd4: // fixext 1: notepack.io's undefined
-		b, err := d.next(2)
-		if err != nil {
-			return nil, err
-		}
-		if b[0] != 0 {
-			return nil, fmt.Errorf("unknown extension %d", int8(b[0]))
-		}
-		return undefined, nil
-	case 0xd7: // fixext 8: notepack.io's Date
-		b, err := d.next(9)
-		if err != nil {
-			return nil, err
-		}
-		if b[0] != 0 {
-			return nil, fmt.Errorf("unknown extension %d", int8(b[0]))
-		}
-		hi := int64(int32(binary.BigEndian.Uint32(b[1:5])))
-		ms := hi*(1<<32) + int64(binary.BigEndian.Uint32(b[5:9]))
-		// Date.prototype.toJSON, what the JSON parser would carry.
-		return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z"), nil
-	case 0xd9, 0xda, 0xdb:
-		n, err := d.length(1<<(c-0xd9), 1)
-		if err != nil {
-			return nil, err
-		}
-		return d.str(n)
-	case 0xdc, 0xdd:
-		n, err := d.length(2<<(c-0xdc), 1)
-		if err != nil {
-			return nil, err
-		}
-		return d.array(n, depth)
-	case 0xde, 0xdf:
-		n, err := d.length(2<<(c-0xde), 2)
-		if err != nil {
-			return nil, err
-		}
-		return d.object(n, depth)
-	}
-	return nil, fmt.Errorf("unsupported byte 0x%02x", c)
-}
-
-// key decodes a map key, which must be a string. The keys of the packet
-// object and of the client's emit options are not allocated, and a short
-// key is not boxed in an interface on the way.
-func (d *mpDecoder) key(depth int) (string, error) {
-	if d.pos < len(d.buf) && d.buf[d.pos]&0xe0 == 0xa0 {
-		if n := int(d.buf[d.pos] & 0x1f); n < len(d.buf)-d.pos {
-			b := d.buf[d.pos+1 : d.pos+1+n]
-			if k, ok := knownKey(b); ok {
-				d.pos += 1 + n
-				return k, nil
-			}
-			if utf8.Valid(b) {
-				d.pos += 1 + n
-				return string(b), nil
-			}
-		}
-	}
-	k, err := d.value(depth)
-	if err != nil {
-		return "", err
-	}
-	key, ok := k.(string)
-	if !ok {
-		return "", fmt.Errorf("map key is not a string")
-	}
-	return key, nil
-}
-
+// knownKey gives the keys of the packet object and of the client's emit
+// options without allocating them: a switch on constant strings, which on
+// this path (every packet of every client) is faster than msgpack.Keys.
 func knownKey(b []byte) (string, bool) {
 	switch string(b) { // compared without a conversion
 	case "type":
@@ -568,78 +329,4 @@ func knownKey(b []byte) (string, bool) {
 		return "compress", true
 	}
 	return "", false
-}
-
-// finite is f, or nil for NaN and the infinities: what JSON.stringify
-// makes of them, so what the JSON parser would deliver.
-func finite(f float64) any {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return nil
-	}
-	return f
-}
-
-func (d *mpDecoder) str(n int) (any, error) {
-	b, err := d.next(n)
-	if err != nil {
-		return nil, err
-	}
-	if !utf8.Valid(b) {
-		// As encoding/json and notepack.io's decoder: replaced, not refused.
-		return strings.ToValidUTF8(string(b), "\uFFFD"), nil
-	}
-	return string(b), nil
-}
-
-func (d *mpDecoder) bin(n int) (any, error) {
-	b, err := d.next(n)
-	if err != nil {
-		return nil, err
-	}
-	return bytes.Clone(b), nil
-}
-
-func (d *mpDecoder) array(n int, depth int) (any, error) {
-	if n > len(d.buf)-d.pos {
-		return nil, fmt.Errorf("truncated input: array of %d", n)
-	}
-	out := make([]any, n)
-	for i := range out {
-		v, err := d.value(depth + 1)
-		if err != nil {
-			return nil, err
-		}
-		if v == undefined {
-			v = nil
-		}
-		out[i] = v
-	}
-	return out, nil
-}
-
-func (d *mpDecoder) object(n int, depth int) (any, error) {
-	if n > (len(d.buf)-d.pos)/2 {
-		return nil, fmt.Errorf("truncated input: map of %d", n)
-	}
-	out := make(map[string]any, n)
-	for range n {
-		key, err := d.key(depth + 1)
-		if err != nil {
-			return nil, err
-		}
-		d.inexact = false
-		v, err := d.value(depth + 1)
-		if err != nil {
-			return nil, err
-		}
-		if depth == 0 && key == "id" && d.inexact {
-			return nil, fmt.Errorf("illegal packet id: above 2^53")
-		}
-		if v == undefined {
-			delete(out, key)
-			continue
-		}
-		out[key] = v
-	}
-	return out, nil
 }

@@ -208,6 +208,46 @@ func TestMsgpackDecodeStrict(t *testing.T) {
 	}
 }
 
+// TestMsgpackNotepackForms: notepack.io's extensions are told apart by
+// their form as well as their type, as notepack.io's decoder does.
+func TestMsgpackNotepackForms(t *testing.T) {
+	good := map[string]any{
+		"ext 8 of 8 bytes is an ArrayBuffer": []byte{1, 2, 3, 4, 5, 6, 7, 8},
+		"fixext 8 is a Date":                 "2023-11-14T22:13:20.000Z",
+		"empty ArrayBuffer":                  []byte{},
+		"negative Date":                      "1969-12-31T23:59:59.999Z",
+	}
+	in := map[string]string{
+		"ext 8 of 8 bytes is an ArrayBuffer": "c708000102030405060708",
+		"fixext 8 is a Date":                 "d700" + "0000018bcfe56800",
+		"empty ArrayBuffer":                  "c70000",
+		"negative Date":                      "d700" + "ffffffffffffffff",
+	}
+	for name, want := range good {
+		p, err := NewDecoder(Limits{}).Msgpack(mp(t, kType, "02", kNsp, slash, kData, "92a161"+in[name]))
+		if err != nil || !reflect.DeepEqual(p.Data, []any{"a", want}) {
+			t.Errorf("%s: %+v, %v; want %#v", name, p, err, want)
+		}
+	}
+	for name, ext := range map[string]string{
+		"fixext 2 of type 0":  "d5000102",
+		"fixext 4 of type 0":  "d60001020304",
+		"fixext 16 of type 0": "d800" + strings.Repeat("00", 16),
+		"fixext 8 of type 1":  "d701" + strings.Repeat("00", 8),
+		"ext 8 of type -1":    "c701ff00",
+		"truncated Date":      "d7000102",
+	} {
+		if p, err := NewDecoder(Limits{}).Msgpack(mp(t, kType, "02", kNsp, slash, kData, "92a161"+ext)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %+v, %v; want ErrInvalid", name, p, err)
+		}
+	}
+	// The id is checked for rounding where it is: at the top only.
+	p, err := NewDecoder(Limits{}).Msgpack(mp(t, kType, "02", kNsp, slash, kData, "92a16181a26964cf0020000000000001"))
+	if err != nil || !reflect.DeepEqual(p.Data, []any{"a", map[string]any{"id": float64(1<<53 + 1)}}) {
+		t.Errorf("an id inside data: %+v, %v", p, err)
+	}
+}
+
 // TestMsgpackWhileAwaiting: a msgpack packet cannot interleave with a
 // JSON binary packet being reconstructed (a client speaks one parser).
 func TestMsgpackWhileAwaiting(t *testing.T) {
