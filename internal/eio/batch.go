@@ -12,8 +12,11 @@ import (
 // Whoever delivers a backlog of broadcasts (the adapter, for a batch it
 // took from its queue) queues them all through one Batch and flushes it
 // once, as nats-server flushes the clients a read buffer's messages went
-// to once at the end of the buffer: nothing waits for a timer, and a
-// broadcast that arrives alone is written at once.
+// to once at the end of the buffer. A broadcast that arrives alone is
+// written at once; under load, when passes would follow each other back
+// to back, a pass first waits for as long as the previous one took (at
+// most maxCoalesce), so that each socket is written at most once per pass
+// duration with everything that arrived meanwhile (see Flush).
 //
 // A session appears in at most one batch at a time. A session held by a
 // batch is still written at once when something else kicks its writer (a
@@ -27,6 +30,22 @@ type Batch struct {
 	// (passEnd, on mu) and then writes what was held meanwhile.
 	flushing bool
 	passEnd  *sync.Cond
+	// lastEnd and lastPass are when the last pass ended and how long it
+	// took (coalesce).
+	lastEnd  time.Time
+	lastPass time.Duration
+}
+
+// maxCoalesce bounds how long a pass waits after the previous one (see
+// Flush): under load, what a broadcast's delivery may add to its latency.
+const maxCoalesce = 2 * time.Millisecond
+
+// coalesceLocked is how long a pass starting at now waits: what is left of
+// the previous pass's duration since it ended, at most maxCoalesce; zero
+// when passes are further apart than they last (one broadcast now and
+// then). Called holding b.mu.
+func (b *Batch) coalesceLocked(now time.Time) time.Duration {
+	return max(0, min(b.lastPass-now.Sub(b.lastEnd), maxCoalesce))
 }
 
 // SendBatched is Send, except that the write is deferred until b.Flush
@@ -58,8 +77,18 @@ func (b *Batch) holdLocked(s *Session) {
 // does this one for long) and then writes what was held meanwhile: a
 // connection that got broadcasts from two deliverers (a node's own
 // broadcasts and the other nodes', delivered by two workers) is written
-// once with all that arrived during the pass, not once by each, and
-// nothing waits for a timer. Each caller writes at most one pass, its own.
+// once with all that arrived during the pass, not once by each. Each
+// caller writes at most one pass, its own.
+//
+// Under load a pass starts by waiting: if the previous pass ended less
+// than its own duration ago, the rest of that duration (at most
+// maxCoalesce, 2ms). On loopback a write(2) costs about the same whatever
+// its size, so a pass that follows another back to back would write each
+// socket again for the little that arrived in between; waiting makes each
+// write carry about twice as much. Measured by make bench, saturated: the
+// nodes' CPU per delivery down from 1.95-2.01 to 1.63 µs, with higher
+// throughput and a lower p99. A broadcast that comes alone (passes further
+// apart than they last) does not wait.
 func (b *Batch) Flush() {
 	b.mu.Lock()
 	for b.flushing {
@@ -71,20 +100,31 @@ func (b *Batch) Flush() {
 		}
 		b.passEnd.Wait()
 	}
-	held := b.sessions
-	if len(held) == 0 {
+	if len(b.sessions) == 0 {
 		b.mu.Unlock()
 		return // written by the pass that just ended
 	}
-	b.sessions = nil
 	b.flushing = true
-	b.mu.Unlock()
 	now := time.Now() // for the write deadlines: one clock read per pass
+	if wait := b.coalesceLocked(now); wait > 0 {
+		// Passes back to back: the sockets are written at most once per
+		// pass duration, so that each write(2), whose cost hardly depends
+		// on its size, carries what arrived meanwhile.
+		b.mu.Unlock()
+		time.Sleep(wait)
+		now = time.Now()
+		b.mu.Lock()
+	}
+	held := b.sessions
+	b.sessions = nil
+	b.mu.Unlock()
 	for i, s := range held {
 		s.flushHeld(now)
 		held[i] = nil
 	}
+	end := time.Now()
 	b.mu.Lock()
+	b.lastEnd, b.lastPass = end, end.Sub(now)
 	if b.sessions == nil && cap(held) <= maxBatchReuse {
 		b.sessions = held[:0]
 	}
