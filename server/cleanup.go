@@ -56,7 +56,11 @@ func (n *Namespace) release() {
 // goroutine, started with the first and gone with the last, removes them
 // in turn, so that connections refused in a burst cost one goroutine, not
 // one each. The queue holds at most one entry per namespace (n.queued),
-// each a namespace the server holds anyway: it grows only with them.
+// each a namespace the server holds anyway: it grows only with them. In
+// turn means that a removal whose adapter Close waits (for Redis, at most
+// the cluster's RequestTimeout) or whose OnNamespaceRemoved handler is
+// slow delays the next ones: those namespaces stay a little longer,
+// which costs memory, never a client.
 type removalQueue struct {
 	mu      sync.Mutex
 	pending []*Namespace

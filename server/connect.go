@@ -57,7 +57,9 @@ func (n *Namespace) connect(c *client, auth map[string]any) {
 	n.mu.Unlock()
 	s.connected.Store(true)
 	s.countOutgoing() // outgoing listeners a middleware registered
-	n.srv.metrics.socketConnected(n.name)
+	nm := n.metrics()
+	nm.connected.Inc()
+	nm.connections.Inc()
 
 	reply := map[string]any{"sid": s.id}
 	if n.srv.cfg.Recovery.Enabled {

@@ -92,30 +92,46 @@ func newServerMetrics(reg prometheus.Registerer) (*serverMetrics, error) {
 	return m, nil
 }
 
-func (m *serverMetrics) emitted(nsp string) { m.emits.WithLabelValues(nsp).Inc() }
+// nspMetrics are a namespace's series, looked up once (Namespace.metrics):
+// no label hashing per emit, and a series deleted with its namespace
+// (forget) is not created again by a late increment on the old namespace.
+type nspMetrics struct {
+	connected   prometheus.Gauge
+	connections prometheus.Counter
+	emits       prometheus.Counter
+}
 
-func (m *serverMetrics) socketConnected(nsp string) {
-	m.connected.WithLabelValues(nsp).Inc()
-	m.connections.WithLabelValues(nsp).Inc()
+func (m *serverMetrics) of(nsp string) *nspMetrics {
+	return &nspMetrics{
+		connected:   m.connected.WithLabelValues(nsp),
+		connections: m.connections.WithLabelValues(nsp),
+		emits:       m.emits.WithLabelValues(nsp),
+	}
 }
 
 // forget deletes the series of a namespace removed (see
-// Config.CleanupEmptyChildNamespaces).
+// Config.CleanupEmptyChildNamespaces), each by its exact labels: one
+// lookup each, whatever the number of namespaces.
 func (m *serverMetrics) forget(nsp string) {
-	l := prometheus.Labels{"namespace": nsp}
-	m.connected.DeletePartialMatch(l)
-	m.connections.DeletePartialMatch(l)
-	m.disconnects.DeletePartialMatch(l)
-	m.emits.DeletePartialMatch(l)
+	m.connected.DeleteLabelValues(nsp)
+	m.connections.DeleteLabelValues(nsp)
+	m.emits.DeleteLabelValues(nsp)
+	for r := range knownReasons {
+		m.disconnects.DeleteLabelValues(nsp, r)
+	}
+	m.disconnects.DeleteLabelValues(nsp, otherReason)
 }
 
-func (m *serverMetrics) socketDisconnected(nsp, reason string) {
+func (m *serverMetrics) socketDisconnected(nsp string, nm *nspMetrics, reason string) {
 	if !knownReasons[reason] {
-		reason = "other"
+		reason = otherReason
 	}
-	m.connected.WithLabelValues(nsp).Dec()
+	nm.connected.Dec()
 	m.disconnects.WithLabelValues(nsp, reason).Inc()
 }
+
+// otherReason labels the disconnections whose reason is not a known one.
+const otherReason = "other"
 
 // knownReasons bounds the label values of disconnection reasons.
 var knownReasons = map[string]bool{

@@ -46,6 +46,10 @@ type Namespace struct {
 	removed bool
 	queued  bool
 
+	// m are the namespace's series, from its first connection on
+	// (metrics).
+	m atomic.Pointer[nspMetrics]
+
 	ackIDs atomic.Uint64 // ack ids of emits and broadcasts with acks
 	// outgoing counts the connected sockets with OnAnyOutgoing handlers:
 	// deliveries look for them only when there are some.
@@ -375,3 +379,14 @@ func (n *Namespace) socket(id string) *Socket {
 }
 
 func (n *Namespace) nextAckID() uint64 { return n.ackIDs.Add(1) - 1 }
+
+// metrics returns n's series, looked up at the first call: the first
+// connection's, while it holds n against removal (joining), so that they
+// are not created again once forget has deleted them.
+func (n *Namespace) metrics() *nspMetrics {
+	if m := n.m.Load(); m != nil {
+		return m
+	}
+	n.m.CompareAndSwap(nil, n.srv.metrics.of(n.name))
+	return n.m.Load()
+}

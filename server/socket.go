@@ -263,7 +263,7 @@ func (s *Socket) onclose(reason string) {
 			a.timer.Stop()
 		}
 	}
-	n.srv.metrics.socketDisconnected(n.name, reason)
+	n.srv.metrics.socketDisconnected(n.name, n.metrics(), reason)
 	s.dropOutgoing()
 	// Cancelled now, not after the disconnect handlers: a handler
 	// ahead of them in the queue may wait on it (EmitWithAck).
@@ -431,7 +431,7 @@ func (s *Socket) emitWith(event string, args []any, f emitFlags) error {
 	if err := s.emit(event, args, nil, f); err != nil {
 		return fmt.Errorf("emit %q: %w", event, err)
 	}
-	s.nsp.srv.metrics.emitted(s.nsp.name)
+	s.nsp.metrics().emits.Inc()
 	return nil
 }
 
@@ -492,7 +492,7 @@ func (s *Socket) emitWithAck(ctx context.Context, event string, args []any, f em
 	if err := s.emit(event, args, &id, f); err != nil {
 		return nil, fmt.Errorf("emit %q: %w", event, err)
 	}
-	s.nsp.srv.metrics.emitted(s.nsp.name)
+	s.nsp.metrics().emits.Inc()
 	select {
 	case a := <-ch:
 		if a == nil {

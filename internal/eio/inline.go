@@ -24,17 +24,21 @@ import (
 const maxInline = maxPooledBuffer
 
 // rawOf returns the raw descriptor of the TCP connection conn writes to
-// (tcpOf: net.TCPConn, or a wrapper that passes it through), nil if none
-// (TLS, a pipe).
+// (tcpOf: net.TCPConn, or a wrapper that passes it through) or of a bare
+// Unix socket, nil if none (TLS, a pipe).
 func rawOf(conn net.Conn) syscall.RawConn {
 	if !inlineWrites {
 		return nil
 	}
-	tc := tcpOf(conn)
-	if tc == nil {
+	var sc syscall.Conn
+	if tc := tcpOf(conn); tc != nil {
+		sc = tc
+	} else if uc, ok := conn.(*net.UnixConn); ok {
+		sc = uc
+	} else {
 		return nil
 	}
-	raw, err := tc.SyscallConn()
+	raw, err := sc.SyscallConn()
 	if err != nil {
 		return nil
 	}

@@ -60,3 +60,24 @@ func TestTCPOf(t *testing.T) {
 		t.Fatal("rawOf found a descriptor in a pipe")
 	}
 }
+
+// TestRawOfUnix: a bare Unix socket gets inline writes too.
+func TestRawOfUnix(t *testing.T) {
+	if !inlineWrites {
+		t.Skip("no inline writes on this platform")
+	}
+	path := t.TempDir() + "/s"
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Skip("no Unix sockets here:", err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if rawOf(c) == nil {
+		t.Fatal("no descriptor for inline writes on a Unix socket")
+	}
+}
