@@ -3,7 +3,6 @@ package server
 import (
 	"errors"
 	"slices"
-	"sync"
 
 	"github.com/sockstream/sockstream/adapter"
 )
@@ -35,7 +34,7 @@ func (n *Namespace) reserve() {
 
 // release ends what lookup reserved; the namespace is removed if that
 // leaves it empty. The caller may be a client's reading goroutine, which
-// must not wait for Redis: the removal is queued for the server's remover.
+// must not wait for Redis: the removal is queued on Server.removals.
 func (n *Namespace) release() {
 	if !n.cleanupEnabled() {
 		return
@@ -48,54 +47,19 @@ func (n *Namespace) release() {
 	}
 	n.mu.Unlock()
 	if empty {
-		n.srv.removals.push(n)
-	}
-}
-
-// removalQueue holds the children to remove off a client's goroutine. One
-// goroutine, started with the first and gone with the last, removes them
-// in turn, so that connections refused in a burst cost one goroutine, not
-// one each. The queue holds at most one entry per namespace (n.queued),
-// each a namespace the server holds anyway: it grows only with them. In
-// turn means that a removal whose adapter Close waits (for Redis, at most
-// the cluster's RequestTimeout) or whose OnNamespaceRemoved handler is
-// slow delays the next ones: those namespaces stay a little longer,
-// which costs memory, never a client.
-type removalQueue struct {
-	mu      sync.Mutex
-	pending []*Namespace
-	running bool
-}
-
-func (q *removalQueue) push(n *Namespace) {
-	q.mu.Lock()
-	q.pending = append(q.pending, n)
-	start := !q.running
-	q.running = true
-	q.mu.Unlock()
-	if start {
-		n.srv.busy.Go(q.drain) // Shutdown waits for the adapters' close
-	}
-}
-
-// drain removes the queued namespaces until there are none.
-func (q *removalQueue) drain() {
-	for {
-		q.mu.Lock()
-		if len(q.pending) == 0 {
-			q.pending = nil
-			q.running = false
-			q.mu.Unlock()
-			return
-		}
-		n := q.pending[0]
-		q.pending[0] = nil
-		q.pending = q.pending[1:]
-		q.mu.Unlock()
-		n.mu.Lock()
-		n.queued = false
-		n.mu.Unlock()
-		n.removeIfEmpty()
+		// One handler queue for the whole server: connections refused in
+		// a burst cost one goroutine, which exists while removals wait,
+		// not one each. Removals run in turn: one whose adapter Close
+		// waits (for Redis, at most the cluster's RequestTimeout) or whose
+		// OnNamespaceRemoved handler is slow delays the next ones, which
+		// costs memory for a while, never a client. At most one entry per
+		// namespace (queued).
+		n.srv.removals.push(func() {
+			n.mu.Lock()
+			n.queued = false
+			n.mu.Unlock()
+			n.removeIfEmpty()
+		})
 	}
 }
 

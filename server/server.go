@@ -60,10 +60,9 @@ type Server struct {
 
 	// busy counts handler goroutines and disconnections in flight.
 	busy inflight.Group
-	// removals are the children a refused or abandoned connection left
-	// empty, removed in turn by one goroutine that exists while there are
-	// some (cleanup.go).
-	removals removalQueue
+	// removals removes, in turn, the children a refused or abandoned
+	// connection left empty (cleanup.go release).
+	removals handlerQueue
 	// hookLog and volatileLog limit the lines about dropped hook
 	// notifications and volatile packets to one a second each.
 	hookLog, volatileLog lograte.OncePerSecond
@@ -86,6 +85,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	}
 	cfg = cfg.withDefaults()
 	s := &Server{cfg: cfg, log: cfg.Logger, registry: cfg.Registry, nsps: map[string]*Namespace{}}
+	s.removals.srv = s
 	if s.registry == nil {
 		s.registry = prometheus.NewRegistry()
 		s.registry.MustRegister(
