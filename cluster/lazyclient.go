@@ -64,8 +64,6 @@ func (l *lazyClient) set(c rueidis.Client) bool {
 	return true
 }
 
-func (l *lazyClient) connected() bool { return l.real.Load() != nil }
-
 func (l *lazyClient) get() rueidis.Client {
 	if c := l.real.Load(); c != nil {
 		return *c

@@ -308,14 +308,6 @@ func (h *pubsubHub) remove(s *subscription) {
 	}
 }
 
-// connections returns the number of shared pub/sub connections (for tests
-// and the package documentation's budget).
-func (h *pubsubHub) connections() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.conns)
-}
-
 // wait waits for the connections' goroutines (after the transport's
 // context is cancelled).
 func (h *pubsubHub) wait() { h.wg.Wait() }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/sockstream/sockstream/internal/eio"
@@ -85,7 +84,3 @@ func (e echo) OnMessage(data []byte, binary bool) {
 }
 
 func (echo) OnClose(string) {}
-
-// handler serves everything: /socket.io/, /engine.io/, /healthz, /readyz and
-// /metrics.
-func (a *app) handler() http.Handler { return a.srv.Handler() }
